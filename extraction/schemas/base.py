@@ -1,0 +1,117 @@
+"""What a schema is to the pipeline: a pydantic model plus what the prompt needs to know."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel
+
+# Applied to any string/array in a schema that sets no bound of its own, so that decoding
+# always finishes inside its budget (small models loop inside strings and lists).
+DEFAULT_MAX_STRING = 64
+DEFAULT_MAX_ITEMS = 8
+
+FEWSHOT_DIR = Path(__file__).parent / "fewshot"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One few-shot demonstration: a source text and the record a careful annotator wrote."""
+
+    text: str
+    output: dict[str, Any]
+    origin: str = ""  # dataset id it came from, so evaluation can keep it out of test data
+
+
+@dataclass(frozen=True)
+class SchemaSpec:
+    """A registered extraction schema."""
+
+    name: str
+    version: str
+    model: type[BaseModel]
+    instructions: str  # task description placed at the top of the prompt
+    examples: tuple[Example, ...] = ()
+    origin: str = "built-in"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def json_schema(self) -> dict[str, Any]:
+        """The model's JSON Schema with bounds filled in, used for the grammar and the prompt."""
+        return bounded_json_schema(self.model.model_json_schema())
+
+    def field_descriptions(self) -> dict[str, str]:
+        """Dotted field path -> description; used as retrieval queries and in the prompt."""
+        return dict(_describe(self.json_schema()))
+
+    def empty_output(self) -> dict[str, Any]:
+        return self.extra.get("empty_output", {})
+
+
+def load_examples(name: str) -> tuple[Example, ...]:
+    path = FEWSHOT_DIR / f"{name}.json"
+    if not path.exists():
+        return ()
+    return tuple(Example(**item) for item in json.loads(path.read_text(encoding="utf-8")))
+
+
+def bounded_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Copy of ``schema`` where every string has maxLength and every array maxItems."""
+    bounded = copy.deepcopy(schema)
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if kind == "string" and "maxLength" not in node and "enum" not in node \
+                    and "const" not in node:
+                node["maxLength"] = DEFAULT_MAX_STRING
+            if kind == "array" and "maxItems" not in node:
+                node["maxItems"] = DEFAULT_MAX_ITEMS
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(bounded)
+    return bounded
+
+
+def _describe(schema: dict[str, Any], prefix: str = "",
+              defs: dict[str, Any] | None = None) -> Iterator[tuple[str, str]]:
+    defs = schema.get("$defs", {}) if defs is None else defs
+    for key, prop in schema.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        prop = _deref(prop, defs)
+        if prop.get("description"):
+            yield path, prop["description"]
+        items = _deref(prop.get("items", {}), defs)
+        if items.get("properties"):
+            yield from _describe(items, f"{path}[].", defs)
+        if prop.get("properties"):
+            yield from _describe(prop, f"{path}.", defs)
+
+
+def _deref(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if ref and ref.startswith("#/$defs/"):
+        merged = dict(defs[ref.split("/")[-1]])
+        merged.update({k: v for k, v in node.items() if k != "$ref"})
+        return merged
+    return node
+
+
+def string_leaves(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(field path, string) for every non-empty string in a JSON-like value, in order."""
+    if isinstance(value, str):
+        if value.strip():
+            yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from string_leaves(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            yield from string_leaves(item, f"{path}[{position}]")

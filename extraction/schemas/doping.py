@@ -1,0 +1,57 @@
+"""NERRE doping task: host materials, dopants, and which dopant sits in which host."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from extraction.schemas.base import SchemaSpec, load_examples
+
+Entity = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=48)]
+
+
+class DopingLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: Entity = Field(description="a host material, exactly as listed in hosts")
+    dopant: Entity = Field(description="a dopant in that host, exactly as listed in dopants")
+
+
+class DopingRecord(BaseModel):
+    """Doping facts stated in a text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hosts: list[Entity] = Field(
+        max_length=6,
+        description="host (base) materials that are doped, written as in the text, "
+                    "e.g. ZnO, SrTiO3, perovskite")
+    dopants: list[Entity] = Field(
+        max_length=6,
+        description="dopant elements or ions added to a host, written as in the text, "
+                    "e.g. Er3+, Mn, nitrogen")
+    links: list[DopingLink] = Field(
+        max_length=8, description="which dopant is in which host")
+
+    @model_validator(mode="after")
+    def links_use_listed_entities(self) -> "DopingRecord":
+        for link in self.links:
+            if link.host not in self.hosts:
+                raise ValueError(f"link host {link.host!r} is not in hosts {self.hosts}")
+            if link.dopant not in self.dopants:
+                raise ValueError(f"link dopant {link.dopant!r} is not in dopants {self.dopants}")
+        return self
+
+
+SPEC = SchemaSpec(
+    name="doping",
+    version="1",
+    model=DopingRecord,
+    instructions=(
+        "Extract doping information. List every host material that is doped and every "
+        "dopant, copying each exactly as written in the text, then link each dopant to its "
+        "host. Use empty lists when the text reports no doping."),
+    examples=load_examples("doping"),
+    extra={"empty_output": {"hosts": [], "dopants": [], "links": []}},
+)

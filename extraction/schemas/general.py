@@ -1,0 +1,55 @@
+"""NERRE general-materials task: formulas, names, acronyms, applications, phases, descriptions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from extraction.schemas.base import SchemaSpec, load_examples
+
+Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=16)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+Item = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=48)]
+
+
+class Material(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    formula: Text = Field(description="chemical formula as written, e.g. LiFePO4; empty if none")
+    name: Text = Field(description="material name as written, e.g. lithium iron phosphate; "
+                                   "empty if none")
+    acronym: Short = Field(description="acronym used for the material, e.g. LFP; empty if none")
+    applications: list[Item] = Field(
+        max_length=4, description="what the material is used or studied for, e.g. cathode")
+    structure_or_phase: list[Item] = Field(
+        max_length=4, description="crystal structure or phase, e.g. olivine, rutile, amorphous")
+    description: list[Item] = Field(
+        max_length=4, description="other descriptors, e.g. nanoparticles, thin film, doped")
+
+    @model_validator(mode="after")
+    def has_identity(self) -> "Material":
+        if not (self.formula or self.name or self.acronym):
+            raise ValueError("a material needs a formula, a name or an acronym")
+        return self
+
+
+class GeneralRecord(BaseModel):
+    """Materials described in a text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    materials: list[Material] = Field(max_length=8, description="each material the text studies")
+
+
+SPEC = SchemaSpec(
+    name="general",
+    version="1",
+    model=GeneralRecord,
+    instructions=(
+        "Extract every material the text studies. For each, copy its formula, name and "
+        "acronym exactly as written (empty string when absent), and list its applications, "
+        "crystal structure or phase, and other descriptors using words from the text."),
+    examples=load_examples("general"),
+    extra={"empty_output": {"materials": []}},
+)

@@ -1,0 +1,22 @@
+"""Where matextract keeps its caches, and process-wide offline settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home_dir() -> Path:
+    """Cache root: ``$MATEXTRACT_HOME`` or ``~/.cache/matextract``."""
+    root = os.environ.get("MATEXTRACT_HOME") or Path.home() / ".cache" / "matextract"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def force_offline() -> None:
+    """Nothing may be fetched from a model hub at run time; fail fast instead of hanging."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
