@@ -53,5 +53,6 @@ SPEC = SchemaSpec(
         "dopant, copying each exactly as written in the text, then link each dopant to its "
         "host. Use empty lists when the text reports no doping."),
     examples=load_examples("doping"),
-    extra={"empty_output": {"hosts": [], "dopants": [], "links": []}},
+    extra={"empty_output": {"hosts": [], "dopants": [], "links": []},
+           "cues": {"hosts": r"\b[\w\-+]*-?(?:co-?)?doped\b|\b[Dd]op(?:ing|ants?)\b"}},
 )

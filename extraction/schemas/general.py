@@ -51,5 +51,7 @@ SPEC = SchemaSpec(
         "acronym exactly as written (empty string when absent), and list its applications, "
         "crystal structure or phase, and other descriptors using words from the text."),
     examples=load_examples("general"),
-    extra={"empty_output": {"materials": []}},
+    extra={"empty_output": {"materials": []},
+           # a formula-like token: element symbols with at least one count, e.g. TiO2, Co3O4
+           "cues": {"materials": r"\b(?:[A-Z][a-z]?)+\d+(?:[A-Z][a-z]?\d*)*\b"}},
 )

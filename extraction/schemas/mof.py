@@ -50,5 +50,6 @@ SPEC = SchemaSpec(
         "exactly as written (empty string when absent), descriptors, guest species, and "
         "applications, using words from the text."),
     examples=load_examples("mof"),
-    extra={"empty_output": {"mofs": []}},
+    extra={"empty_output": {"mofs": []},
+           "cues": {"mofs": r"\bMOFs?\b|[Mm]etal[\u2013\u2014-]organic frameworks?|\b(?:ZIF|UiO|HKUST|MIL)-\d+"}},
 )

@@ -1,0 +1,192 @@
+"""Greedy decoding with an optional JSON-schema constraint (xgrammar token masks).
+
+We run our own decode loop instead of ``model.generate`` so that we control the budget: when
+few tokens are left, decoding switches to "closing mode" and prefers the tokens that end
+strings, arrays and objects, so a constrained output always finishes as valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from extraction.errors import GenerationError
+from extraction.models import LoadedModel
+
+# Tokens reserved at the end of the budget for closing open strings/arrays/objects.
+CLOSING_RESERVE = 48
+
+
+@dataclass
+class Generation:
+    """What one decode produced, with the numbers a benchmark needs."""
+
+    text: str
+    token_ids: list[int]
+    prompt_tokens: int
+    forward_passes: int
+    prefill_seconds: float
+    total_seconds: float
+    finish_reason: str  # "complete" | "stop" | "length"
+
+    @property
+    def tokens_per_second(self) -> float:
+        decode = self.total_seconds - self.prefill_seconds
+        return len(self.token_ids) / decode if decode > 0 else 0.0
+
+
+class JsonConstraint:
+    """A compiled JSON-schema grammar for one tokenizer; matchers are created per decode."""
+
+    def __init__(self, loaded: LoadedModel, schema: dict[str, Any]) -> None:
+        import xgrammar as xgr
+
+        self._xgr = xgr
+        info = _tokenizer_info(loaded)
+        compiler = xgr.GrammarCompiler(info)
+        # Compact separators: the grammar then matches our few-shot examples byte for byte.
+        self.compiled = compiler.compile_json_schema(
+            json.dumps(schema), any_whitespace=False, separators=(",", ":"), strict_mode=True)
+        self.vocab_size = info.vocab_size
+        self.closers = _closing_token_ids(loaded.tokenizer)
+
+    def matcher(self) -> Any:
+        return self._xgr.GrammarMatcher(self.compiled)
+
+
+_TOKENIZER_INFO: dict[int, Any] = {}
+
+
+def _tokenizer_info(loaded: LoadedModel) -> Any:
+    """xgrammar's view of the vocabulary; building it scans the vocab, so once per tokenizer."""
+    import xgrammar as xgr
+
+    key = id(loaded.tokenizer)
+    if key not in _TOKENIZER_INFO:
+        vocab_size = loaded.model.get_output_embeddings().weight.shape[0]
+        _TOKENIZER_INFO[key] = xgr.TokenizerInfo.from_huggingface(loaded.tokenizer,
+                                                                   vocab_size=vocab_size)
+    return _TOKENIZER_INFO[key]
+
+
+def _closing_token_ids(tokenizer: Any) -> list[int]:
+    """Single-character tokens that end a string, an array, an object (in that priority)."""
+    ids = []
+    for char in ('"', "]", "}"):
+        encoded = tokenizer.encode(char, add_special_tokens=False)
+        if len(encoded) == 1:
+            ids.append(encoded[0])
+    return ids
+
+
+def _stop_ids(loaded: LoadedModel) -> set[int]:
+    ids = {loaded.tokenizer.eos_token_id}
+    config_eos = getattr(loaded.model.generation_config, "eos_token_id", None)
+    if isinstance(config_eos, int):
+        ids.add(config_eos)
+    elif isinstance(config_eos, list):
+        ids.update(config_eos)
+    return {i for i in ids if i is not None}
+
+
+def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | None = None,
+             max_new_tokens: int = 512, stop_at_json_end: bool = True) -> Generation:
+    """Greedy-decode one answer for ``prompt`` (already rendered with the chat template)."""
+    if max_new_tokens <= CLOSING_RESERVE and constraint is not None:
+        raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for JSON output",
+                              hint=f"use more than {CLOSING_RESERVE}")
+    started = time.perf_counter()
+    tokenizer, model = loaded.tokenizer, loaded.model
+    input_ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    input_ids = input_ids.to(loaded.device)  # (1, T)
+    prompt_tokens = input_ids.shape[1]
+    stop_ids = _stop_ids(loaded)
+    matcher = constraint.matcher() if constraint else None
+    bitmask = constraint._xgr.allocate_token_bitmask(1, constraint.vocab_size) if constraint else None
+
+    generated: list[int] = []
+    past = None
+    step_input = input_ids
+    prefill_seconds = 0.0
+    finish = "length"
+    scanner = _JsonEndScanner()
+    with torch.inference_mode():
+        for step in range(max_new_tokens):
+            out = model(input_ids=step_input, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits[0, -1, :].float().cpu()  # (V,); masks are applied on CPU
+            if step == 0:
+                prefill_seconds = time.perf_counter() - started
+            if matcher is not None:
+                matcher.fill_next_token_bitmask(bitmask)
+                constraint._xgr.apply_token_bitmask_inplace(logits.unsqueeze(0), bitmask)
+                closing = max_new_tokens - step <= CLOSING_RESERVE
+                token = _pick_closer(logits, constraint.closers) if closing else None
+                if token is None:
+                    token = int(torch.argmax(logits))
+                if token in stop_ids:
+                    finish = "complete" if matcher.is_completed() else "stop"
+                    break
+                if not matcher.accept_token(token):
+                    raise GenerationError(f"grammar rejected token {token} at step {step}")
+                generated.append(token)
+                if matcher.is_completed():
+                    finish = "complete"
+                    break
+            else:
+                token = int(torch.argmax(logits))
+                if token in stop_ids:
+                    finish = "stop"
+                    break
+                generated.append(token)
+                if stop_at_json_end and scanner.feed(tokenizer.decode([token])):
+                    finish = "complete"
+                    break
+            step_input = torch.tensor([[token]], device=loaded.device)
+    text = tokenizer.decode(generated, skip_special_tokens=True)
+    return Generation(text=text, token_ids=generated, prompt_tokens=prompt_tokens,
+                      forward_passes=len(generated) + (finish != "complete"),
+                      prefill_seconds=prefill_seconds,
+                      total_seconds=time.perf_counter() - started, finish_reason=finish)
+
+
+def _pick_closer(logits: torch.Tensor, closers: list[int]) -> int | None:
+    """In closing mode: the first allowed closing token, else None (let the model choose)."""
+    for token in closers:
+        if torch.isfinite(logits[token]):
+            return token
+    return None
+
+
+class _JsonEndScanner:
+    """Tracks braces outside strings to stop unconstrained output at the end of the object."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+        self.started = False
+
+    def feed(self, piece: str) -> bool:
+        for char in piece:
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif char == "\\":
+                    self.escaped = True
+                elif char == '"':
+                    self.in_string = False
+            elif char == '"':
+                self.in_string = True
+            elif char in "{[":
+                self.depth += 1
+                self.started = True
+            elif char in "}]":
+                self.depth -= 1
+                if self.started and self.depth <= 0:
+                    return True
+        return False
