@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -190,3 +190,16 @@ class _JsonEndScanner:
                 if self.started and self.depth <= 0:
                     return True
         return False
+
+
+def choose(loaded: LoadedModel, prompt: str, options: Sequence[str]) -> str:
+    """The option whose first token the model rates highest after ``prompt`` (one forward)."""
+    tokenizer = loaded.tokenizer
+    input_ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=input_ids.to(loaded.device)).logits[0, -1].float()
+    def score(option: str) -> float:
+        variants = {option, option.capitalize(), " " + option, " " + option.capitalize()}
+        firsts = {tokenizer.encode(v, add_special_tokens=False)[0] for v in variants}
+        return max(float(logits[i]) for i in firsts)
+    return max(options, key=score)

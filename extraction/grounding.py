@@ -13,6 +13,7 @@ from typing import Any
 from extraction.types import Document
 
 MAX_SPANS_PER_VALUE = 5
+MIN_NORMALISED_CHARS = 3
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"), "-")
 
 
@@ -67,36 +68,81 @@ class Grounder:
         self._normalised: NormalisedText | None = None
 
     def locate(self, value: str) -> list[Span]:
+        """Spans of ``value`` in the document; [] when it is not there.
+
+        A match must start at a word boundary and must not run on into a lowercase letter
+        ("Er" matches in "Er3+" but "N" does not match in "NaYF4"). Normalised (case-folded)
+        matches need a full word boundary and at least three characters, so that "B" never
+        matches in "by".
+        """
         value = value.strip()
         if not value:
             return []
-        spans = self._find(self.document.text, value, "exact", lambda s, e: (s, e))
-        if spans:
+        text = self.document.text
+        spans = self._find(text, value, "exact", lambda s, e: (s, e), _exact_boundary)
+        if spans or len(value) < MIN_NORMALISED_CHARS:
             return spans
         if self._normalised is None:
-            self._normalised = NormalisedText(self.document.text)
+            self._normalised = NormalisedText(text)
         needle = normalise(value)
         if not needle:
             return []
-        return self._find(self._normalised.text, needle, "normalised", self._normalised.to_source)
+        return self._find(self._normalised.text, needle, "normalised",
+                          self._normalised.to_source, _word_boundary)
 
-    def _find(self, haystack: str, needle: str, kind: str, to_source: Any) -> list[Span]:
-        """All occurrences, whole-word ones first ("N" in "N-doped" before "N" in "Nb")."""
-        positions = []
-        position = haystack.find(needle)
-        while position != -1:
-            positions.append(position)
-            position = haystack.find(needle, position + 1)
-        positions.sort(key=lambda p: not _whole_word(haystack, p, p + len(needle)))
+    def _find(self, haystack: str, needle: str, kind: str, to_source: Any,
+              accept: Any) -> list[Span]:
         spans = []
-        for position in positions[:MAX_SPANS_PER_VALUE]:
-            start, end = to_source(position, position + len(needle))
-            spans.append(Span(start, end, self.document.page_of(start),
-                              self.document.text[start:end], kind))
+        position = haystack.find(needle)
+        while position != -1 and len(spans) < MAX_SPANS_PER_VALUE:
+            if accept(haystack, position, position + len(needle)):
+                start, end = to_source(position, position + len(needle))
+                spans.append(Span(start, end, self.document.page_of(start),
+                                  self.document.text[start:end], kind))
+            position = haystack.find(needle, position + 1)
         return spans
 
 
-def _whole_word(text: str, start: int, end: int) -> bool:
-    before = text[start - 1] if start > 0 else " "
-    after = text[end] if end < len(text) else " "
-    return not (before.isalnum() or after.isalnum())
+def _neighbours(text: str, start: int, end: int) -> tuple[str, str]:
+    return (text[start - 1] if start > 0 else " ", text[end] if end < len(text) else " ")
+
+
+def _exact_boundary(text: str, start: int, end: int) -> bool:
+    before, after = _neighbours(text, start, end)
+    starts_word = not before.isalnum() or not text[start].isalnum()
+    return starts_word and not after.islower()
+
+
+def _word_boundary(text: str, start: int, end: int) -> bool:
+    before, after = _neighbours(text, start, end)
+    return not before.isalnum() and not after.isalnum()
+
+
+def drop_ungrounded(value: Any, grounder: Grounder) -> Any:
+    """Strict mode: remove every string the source does not contain.
+
+    Strings in lists are removed; scalar strings become ""; an object inside a list that lost
+    a scalar (a link to a dropped host, say) is removed whole, since it no longer means anything.
+    """
+    def clean(node: Any) -> tuple[Any, bool]:  # (cleaned node, lost a scalar string)
+        if isinstance(node, str):
+            return (node, False) if not node.strip() or grounder.locate(node) else ("", True)
+        if isinstance(node, dict):
+            cleaned, lost = {}, False
+            for key, item in node.items():
+                cleaned[key], item_lost = clean(item)
+                lost = lost or (item_lost and isinstance(item, str))
+            return cleaned, lost
+        if isinstance(node, list):
+            kept = []
+            for item in node:
+                cleaned_item, item_lost = clean(item)
+                if isinstance(item, str) and cleaned_item == "":
+                    continue
+                if isinstance(item, dict) and item_lost:
+                    continue
+                kept.append(cleaned_item)
+            return kept, False
+        return node, False
+
+    return clean(value)[0]

@@ -85,6 +85,29 @@ def _plain(messages: Sequence[Message]) -> str:
     return "\n".join(parts) + "\n### JSON\n"
 
 
+def reflection_messages(text: str, answer: str, problems: Sequence[str]) -> list[Message]:
+    """Ask the model to write, in its own words, what the next attempt must change."""
+    listed = "\n".join(f"- {line}" for line in problems)
+    return [
+        {"role": "system", "content": "You review a data extraction from a scientific text. "
+                                      "In one or two short sentences, say what the next "
+                                      "answer must change. " + DATA_NOTICE},
+        {"role": "user", "content": f"<document>\n{text}\n</document>\n\nAnswer:\n{answer}"
+                                    f"\n\nProblems found:\n{listed}\n\nWhat must change?"},
+    ]
+
+
+def critique_messages(text: str, answer: str) -> list[Message]:
+    """A yes/no question: is this answer correct and complete?"""
+    return [
+        {"role": "system", "content": "You check data extractions. Reply yes or no. "
+                                      + DATA_NOTICE},
+        {"role": "user", "content": f"<document>\n{text}\n</document>\n\nAnswer:\n{answer}"
+                                    "\n\nIs every value copied from the text, and is nothing "
+                                    "important missing? Reply yes or no."},
+    ]
+
+
 def training_text(tokenizer: Any, spec: SchemaSpec, text: str, output: dict[str, Any], *,
                   examples: Sequence[Example] | None = None) -> tuple[str, str]:
     """(prompt, completion) for fine-tuning, built with exactly the inference prompt."""

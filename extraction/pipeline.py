@@ -1,0 +1,224 @@
+"""The ``Extractor``: composes the pipeline steps; holds no extraction logic of its own.
+
+document -> (retrieval windows) -> prompt -> constrained decode -> validate -> reflexion
+-> evidence spans -> ``Extraction`` (the output record of one document).
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from extraction import chunking, generation, prompting, reflexion, retrieval
+from extraction.grounding import Grounder, drop_ungrounded
+from extraction.models import DEFAULT_MODEL, LoadedModel, load
+from extraction.schemas import SchemaSpec, get_schema
+from extraction.schemas.base import string_leaves
+from extraction.types import Document
+from extraction.validation import validate
+
+OUTPUT_FORMAT_VERSION = "1"
+
+
+class ExtractorConfig(BaseModel):
+    """Every option of one extraction run (saved next to its outputs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(DEFAULT_MODEL, description="registry name or local HF model folder")
+    adapter: str | None = Field(None, description="LoRA adapter folder (peft layout)")
+    precision: str = Field("auto", description="auto | float32 | bfloat16 | float16 | int8")
+    device: str | None = Field(None, description="cpu | cuda; default: cuda when available")
+    schema_name: str = Field("doping", description="built-in name, JSON Schema file, module:Class")
+    constrained: bool = Field(True, description="constrain decoding to the schema's JSON")
+    max_attempts: int = Field(2, ge=1, le=5, description="Reflexion attempts per context")
+    self_critique: bool = Field(False, description="ask the model a yes/no check per attempt")
+    reflect_with_model: bool = Field(True, description="the model writes the reflection")
+    few_shot: int | None = Field(None, ge=0, description="number of examples (None: all)")
+    retrieval: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: only for documents longer than short_document_chars")
+    short_document_chars: int = Field(3000, ge=100)
+    top_k: int = Field(4, ge=1, description="chunks retrieved per document")
+    chunk_size: int = Field(800, ge=100)
+    chunk_overlap: int = Field(100, ge=0)
+    embedding_model: str = Field("minilm")
+    index_dir: str | None = Field(None, description="persisted HNSW index to read/extend")
+    max_new_tokens: int = Field(384, ge=64, description="token budget per answer")
+    strict_grounding: bool = Field(False, description="drop values not found in the source")
+
+
+@dataclass
+class Extraction:
+    """The result for one document, in the JSON record format of DESIGN.md."""
+
+    source: str
+    sha256: str
+    schema: dict[str, str]
+    model: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    ungrounded: list[str] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": OUTPUT_FORMAT_VERSION, **self.__dict__}
+
+
+class Extractor:
+    """One configured pipeline; load once, extract from many documents."""
+
+    def __init__(self, config: ExtractorConfig | None = None, *,
+                 loaded: LoadedModel | None = None) -> None:
+        self.config = config or ExtractorConfig()
+        self.spec: SchemaSpec = get_schema(self.config.schema_name)
+        started = time.perf_counter()
+        self.loaded = loaded or load(self.config.model, device=self.config.device,
+                                     precision=self.config.precision, adapter=self.config.adapter)
+        self.load_seconds = time.perf_counter() - started
+        self.constraint = (generation.JsonConstraint(self.loaded, self.spec.json_schema())
+                           if self.config.constrained else None)
+        examples = self.spec.examples
+        self.examples = examples if self.config.few_shot is None \
+            else examples[: self.config.few_shot]
+        self._embedder = None
+        self._index = None
+
+    # -- public ------------------------------------------------------------------------------
+
+    def extract(self, document: Document) -> Extraction:
+        started = time.perf_counter()
+        result = Extraction(
+            source=document.source, sha256=document.sha256,
+            schema={"name": self.spec.name, "version": self.spec.version},
+            model={"name": self.loaded.name, "adapter": self.loaded.adapter,
+                   "precision": self.loaded.precision, "device": self.loaded.device})
+        grounder = Grounder(document)
+        windows = self._windows(document)
+        result.timings["retrieval_s"] = round(time.perf_counter() - started, 4)
+        for window in windows:
+            best, attempts = reflexion.run(
+                self.spec, window.text, grounder,
+                generate=lambda feedback, w=window: self._attempt(w.text, feedback),
+                max_attempts=self.config.max_attempts,
+                reflect=(lambda a, w=window: self._reflect(w.text, a))
+                if self.config.reflect_with_model else None,
+                critique=(lambda raw, w=window: self._critique(w.text, raw))
+                if self.config.self_critique else None)
+            result.trace.append({"window": {"start": window.start, "end": window.end},
+                                 "best_attempt": best.number,
+                                 "attempts": [a.to_dict() for a in attempts]})
+            record = best.record
+            if record is None:
+                result.errors.append(f"window {window.start}-{window.end}: no valid answer after "
+                                     f"{len(attempts)} attempt(s): {'; '.join(best.errors)}")
+                continue
+            if self.config.strict_grounding:
+                record = self._strict(record, grounder, result)
+            result.records.append(record)
+        self._attach_evidence(document, grounder, result)
+        result.timings["generation_s"] = round(sum(
+            a["generation"].get("seconds", 0.0) for t in result.trace for a in t["attempts"]), 4)
+        result.timings["total_s"] = round(time.perf_counter() - started, 4)
+        return result
+
+    def extract_many(self, documents: Iterable[Document]) -> Iterator[Extraction]:
+        for document in documents:
+            yield self.extract(document)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _windows(self, document: Document) -> list[retrieval.Window]:
+        long_document = len(document.text) > self.config.short_document_chars
+        use = self.config.retrieval == "on" or (self.config.retrieval == "auto" and long_document)
+        if not use:
+            return [retrieval.Window(0, len(document.text), document.text, 1.0)]
+        index = self.index
+        size_before = len(index) if index is not None else 0
+        windows = retrieval.select(document, self.spec, embedder=self.embedder, index=index,
+                                   chunk_size=self.config.chunk_size,
+                                   chunk_overlap=self.config.chunk_overlap, top_k=self.config.top_k)
+        if index is not None and len(index) != size_before:
+            index.save(self.config.index_dir)  # a new document was indexed: keep it
+        return windows
+
+    def _attempt(self, text: str, feedback: Any) -> tuple[str, dict[str, Any]]:
+        messages = prompting.build_messages(self.spec, text, examples=self.examples,
+                                            feedback=feedback)
+        prompt = prompting.render(self.loaded.tokenizer, messages)
+        out = generation.generate(self.loaded, prompt, constraint=self.constraint,
+                                  max_new_tokens=self.config.max_new_tokens)
+        return out.text, {"prompt_tokens": out.prompt_tokens, "new_tokens": len(out.token_ids),
+                          "seconds": round(out.total_seconds, 4),
+                          "finish_reason": out.finish_reason,
+                          "feedback_in_prompt": messages[-1]["content"] if feedback else None}
+
+    def _reflect(self, text: str, attempt: reflexion.Attempt) -> str:
+        prompt = prompting.render(self.loaded.tokenizer,
+                                  prompting.reflection_messages(text, attempt.raw, attempt.signals))
+        out = generation.generate(self.loaded, prompt, max_new_tokens=48,
+                                  stop_at_json_end=False)
+        first_line = out.text.strip().splitlines()[0] if out.text.strip() else ""
+        return first_line[:300]
+
+    def _critique(self, text: str, raw: str) -> str:
+        prompt = prompting.render(self.loaded.tokenizer, prompting.critique_messages(text, raw))
+        return generation.choose(self.loaded, prompt, ["yes", "no"])
+
+    def _strict(self, record: dict[str, Any], grounder: Grounder,
+                result: Extraction) -> dict[str, Any]:
+        cleaned = drop_ungrounded(record, grounder)
+        checked = validate(self.spec, prompting.compact_json(cleaned))
+        if checked.valid:
+            return checked.record  # type: ignore[return-value]
+        result.errors.append("strict grounding left an invalid record; reported it empty: "
+                             + "; ".join(checked.errors))
+        return dict(self.spec.empty_output())
+
+    def _attach_evidence(self, document: Document, grounder: Grounder,
+                         result: Extraction) -> None:
+        sentence_spans = chunking.sentences(document.text)
+        starts = [start for start, _ in sentence_spans]
+        for position, record in enumerate(result.records):
+            for path, value in string_leaves(record):
+                key = f"records[{position}].{path}"
+                spans = grounder.locate(value)
+                if not spans:
+                    result.ungrounded.append(key)
+                    continue
+                result.evidence[key] = [_with_sentence(span.to_dict(), document, sentence_spans,
+                                                       starts) for span in spans]
+
+    # -- lazily built retrieval parts --------------------------------------------------------
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from extraction.embeddings import Embedder
+            self._embedder = Embedder(self.config.embedding_model)
+        return self._embedder
+
+    @property
+    def index(self) -> Any:
+        if self._index is None and self.config.index_dir:
+            from extraction.index import HnswIndex
+            folder = Path(self.config.index_dir)
+            self._index = HnswIndex.load(folder)
+            self._index.ensure_compatible(self.embedder.name, self.embedder.dim)
+        return self._index
+
+
+def _with_sentence(span: dict[str, Any], document: Document,
+                   sentence_spans: list[tuple[int, int]], starts: list[int]) -> dict[str, Any]:
+    position = bisect.bisect_right(starts, span["start"]) - 1
+    if position >= 0:
+        start, end = sentence_spans[position]
+        if start <= span["start"] < end:
+            span["sentence"] = document.text[start:end]
+    return span
