@@ -27,6 +27,7 @@ class Attempt:
     raw: str
     record: dict[str, Any] | None
     errors: list[str] = field(default_factory=list)  # validation errors
+    inconsistent: list[str] = field(default_factory=list)  # failed semantic checks
     ungrounded: list[str] = field(default_factory=list)  # "path = value" not in the source
     missing: list[str] = field(default_factory=list)  # empty fields the source clearly fills
     critique: str | None = None  # the model's yes/no verdict, when asked
@@ -35,7 +36,7 @@ class Attempt:
 
     @property
     def signals(self) -> list[str]:
-        lines = list(self.errors)
+        lines = list(self.errors) + list(self.inconsistent)
         lines += [f"{item} does not appear in the text; copy values exactly"
                   for item in self.ungrounded]
         lines += list(self.missing)
@@ -43,10 +44,10 @@ class Attempt:
             lines.append("on checking, you judged this answer incorrect or incomplete")
         return lines
 
-    def score(self) -> tuple[int, int, int, int, int]:
+    def score(self) -> tuple[int, int, int, int, int, int]:
         """Higher is better: valid first, then fewer problems of each kind."""
-        return (int(self.record is not None), -len(self.errors), -len(self.ungrounded),
-                -len(self.missing), int(self.critique != "no"))
+        return (int(self.record is not None), -len(self.errors), -len(self.inconsistent),
+                -len(self.ungrounded), -len(self.missing), int(self.critique != "no"))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -80,6 +81,7 @@ def evaluate(spec: SchemaSpec, raw: str, text: str, grounder: Grounder) -> tuple
     value = checked.record if checked.valid else checked.parsed
     signals = {
         "errors": checked.errors,
+        "inconsistent": checked.problems,
         "ungrounded": find_ungrounded(value, grounder) if value is not None else [],
         "missing": find_missing(spec, value, text) if value is not None else [],
     }

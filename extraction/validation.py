@@ -17,7 +17,8 @@ class Validated:
 
     parsed: Any | None  # the JSON value, if it parsed at all
     record: dict[str, Any] | None  # model_dump() of the validated record
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # schema violations: record is None
+    problems: list[str] = field(default_factory=list)  # semantic checks of a valid record
 
     @property
     def parses(self) -> bool:
@@ -30,14 +31,15 @@ class Validated:
 
 def validate(spec: SchemaSpec, raw: str) -> Validated:
     try:
-        parsed = json.loads(raw)
+        # strict=False: a raw tab inside a string is harmless; the grammar cannot exclude it.
+        parsed = json.loads(raw, strict=False)
     except json.JSONDecodeError as exc:
         return Validated(None, None, [f"the answer is not valid JSON ({exc.msg} at char {exc.pos})"])
     try:
         record = spec.model.model_validate(parsed)
     except ValidationError as exc:
         return Validated(parsed, None, [_describe(error) for error in exc.errors()])
-    return Validated(parsed, record.model_dump(mode="json"))
+    return Validated(parsed, record.model_dump(mode="json"), problems=spec.check(record))
 
 
 def _describe(error: dict[str, Any]) -> str:

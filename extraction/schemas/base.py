@@ -6,7 +6,7 @@ import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel
 
@@ -36,6 +36,9 @@ class SchemaSpec:
     model: type[BaseModel]
     instructions: str  # task description placed at the top of the prompt
     examples: tuple[Example, ...] = ()
+    # Semantic rules a grammar cannot enforce (cross-field references, "at least one of").
+    # They do not make a record invalid; they feed the Reflexion loop as signals.
+    checks: tuple[Callable[[Any], list[str]], ...] = ()
     origin: str = "built-in"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -46,6 +49,9 @@ class SchemaSpec:
     def field_descriptions(self) -> dict[str, str]:
         """Dotted field path -> description; used as retrieval queries and in the prompt."""
         return dict(_describe(self.json_schema()))
+
+    def check(self, record: BaseModel) -> list[str]:
+        return [problem for rule in self.checks for problem in rule(record)]
 
     def empty_output(self) -> dict[str, Any]:
         return self.extra.get("empty_output", {})
@@ -59,15 +65,21 @@ def load_examples(name: str) -> tuple[Example, ...]:
 
 
 def bounded_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Copy of ``schema`` where every string has maxLength and every array maxItems."""
+    """Copy of ``schema`` where every string and every array has an upper bound.
+
+    Strings become a bounded pattern that also excludes control characters, quotes and
+    backslashes (xgrammar ignores maxLength next to a pattern, and a raw tab would make the
+    JSON invalid): the decoder can then neither loop inside a string nor write bad JSON.
+    """
     bounded = copy.deepcopy(schema)
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):
             kind = node.get("type")
-            if kind == "string" and "maxLength" not in node and "enum" not in node \
-                    and "const" not in node:
-                node["maxLength"] = DEFAULT_MAX_STRING
+            if kind == "string" and not {"enum", "const", "pattern", "format"} & node.keys():
+                low = int(node.pop("minLength", 0))
+                high = int(node.pop("maxLength", DEFAULT_MAX_STRING))
+                node["pattern"] = f'^[^"\\\\\\x00-\\x1f]{{{low},{high}}}$'
             if kind == "array" and "maxItems" not in node:
                 node["maxItems"] = DEFAULT_MAX_ITEMS
             for value in node.values():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from extraction.schemas.base import SchemaSpec, load_examples
 
@@ -34,14 +34,16 @@ class DopingRecord(BaseModel):
     links: list[DopingLink] = Field(
         max_length=8, description="which dopant is in which host")
 
-    @model_validator(mode="after")
-    def links_use_listed_entities(self) -> "DopingRecord":
-        for link in self.links:
-            if link.host not in self.hosts:
-                raise ValueError(f"link host {link.host!r} is not in hosts {self.hosts}")
-            if link.dopant not in self.dopants:
-                raise ValueError(f"link dopant {link.dopant!r} is not in dopants {self.dopants}")
-        return self
+
+def links_use_listed_entities(record: DopingRecord) -> list[str]:
+    """Cross-field rule the grammar cannot enforce: links name listed hosts and dopants."""
+    problems = []
+    for position, link in enumerate(record.links):
+        if link.host not in record.hosts:
+            problems.append(f"links[{position}].host {link.host!r} is not listed in hosts")
+        if link.dopant not in record.dopants:
+            problems.append(f"links[{position}].dopant {link.dopant!r} is not listed in dopants")
+    return problems
 
 
 SPEC = SchemaSpec(
@@ -53,6 +55,7 @@ SPEC = SchemaSpec(
         "dopant, copying each exactly as written in the text, then link each dopant to its "
         "host. Use empty lists when the text reports no doping."),
     examples=load_examples("doping"),
+    checks=(links_use_listed_entities,),
     extra={"empty_output": {"hosts": [], "dopants": [], "links": []},
            "cues": {"hosts": r"\b[\w\-+]*-?(?:co-?)?doped\b|\b[Dd]op(?:ing|ants?)\b"}},
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from extraction.schemas.base import SchemaSpec, load_examples
 
@@ -27,12 +27,6 @@ class Material(BaseModel):
     description: list[Item] = Field(
         max_length=4, description="other descriptors, e.g. nanoparticles, thin film, doped")
 
-    @model_validator(mode="after")
-    def has_identity(self) -> "Material":
-        if not (self.formula or self.name or self.acronym):
-            raise ValueError("a material needs a formula, a name or an acronym")
-        return self
-
 
 class GeneralRecord(BaseModel):
     """Materials described in a text."""
@@ -40,6 +34,13 @@ class GeneralRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     materials: list[Material] = Field(max_length=8, description="each material the text studies")
+
+
+
+def entries_have_identity(record: GeneralRecord) -> list[str]:
+    """Cross-field rule the grammar cannot enforce: every entry says what it is."""
+    return [f"materials[{position}]: a material needs a formula, a name or an acronym"
+            for position, entry in enumerate(record.materials) if not (entry.formula or entry.name or entry.acronym)]
 
 
 SPEC = SchemaSpec(
@@ -51,6 +52,7 @@ SPEC = SchemaSpec(
         "acronym exactly as written (empty string when absent), and list its applications, "
         "crystal structure or phase, and other descriptors using words from the text."),
     examples=load_examples("general"),
+    checks=(entries_have_identity,),
     extra={"empty_output": {"materials": []},
            # a formula-like token: element symbols with at least one count, e.g. TiO2, Co3O4
            "cues": {"materials": r"\b(?:[A-Z][a-z]?)+\d+(?:[A-Z][a-z]?\d*)*\b"}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from extraction.schemas.base import SchemaSpec, load_examples
 
@@ -26,12 +26,6 @@ class Mof(BaseModel):
     applications: list[Item] = Field(
         max_length=4, description="what the MOF is used for, e.g. gas storage, catalysis")
 
-    @model_validator(mode="after")
-    def has_identity(self) -> "Mof":
-        if not (self.name_of_mof or self.mof_formula):
-            raise ValueError("a MOF needs a name or a formula")
-        return self
-
 
 class MofRecord(BaseModel):
     """Metal-organic frameworks described in a text."""
@@ -39,6 +33,13 @@ class MofRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mofs: list[Mof] = Field(max_length=6, description="each metal-organic framework studied")
+
+
+
+def entries_have_identity(record: MofRecord) -> list[str]:
+    """Cross-field rule the grammar cannot enforce: every entry says what it is."""
+    return [f"mofs[{position}]: a MOF needs a name or a formula"
+            for position, entry in enumerate(record.mofs) if not (entry.name_of_mof or entry.mof_formula)]
 
 
 SPEC = SchemaSpec(
@@ -50,6 +51,7 @@ SPEC = SchemaSpec(
         "exactly as written (empty string when absent), descriptors, guest species, and "
         "applications, using words from the text."),
     examples=load_examples("mof"),
+    checks=(entries_have_identity,),
     extra={"empty_output": {"mofs": []},
            "cues": {"mofs": r"\bMOFs?\b|[Mm]etal[\u2013\u2014-]organic frameworks?|\b(?:ZIF|UiO|HKUST|MIL)-\d+"}},
 )
