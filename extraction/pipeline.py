@@ -164,8 +164,11 @@ class Extractor:
                                   prompting.reflection_messages(text, attempt.raw, attempt.signals))
         out = generation.generate(self.loaded, prompt, max_new_tokens=48,
                                   stop_at_json_end=False)
-        first_line = out.text.strip().splitlines()[0] if out.text.strip() else ""
-        return first_line[:300]
+        written = out.text.strip().splitlines()[0][:300] if out.text.strip() else ""
+        if not written.strip(" .-"):
+            # The model wrote nothing usable: state the first problem as the reflection.
+            written = f"I must fix this: {attempt.signals[0]}"
+        return written
 
     def _critique(self, text: str, raw: str) -> str:
         prompt = prompting.render(self.loaded.tokenizer, prompting.critique_messages(text, raw))

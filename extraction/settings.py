@@ -30,7 +30,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    for noisy in ("sentence_transformers", "pypdf"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
         hf_logging.set_verbosity_error()

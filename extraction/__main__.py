@@ -1,0 +1,3 @@
+from extraction.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""Reflexion: a failed first attempt leads to a second one whose prompt holds the reflection."""
+
+from __future__ import annotations
+
+from extraction.grounding import Grounder
+from extraction.pipeline import Extractor, ExtractorConfig
+from extraction.reflexion import Attempt, run
+from extraction.schemas import get_schema
+from extraction.types import Document
+
+TEXT = "Er3+ doped SrLaMgTaO6 phosphors were prepared by a sol-gel route."
+
+
+def test_failed_attempt_is_retried_with_the_reflection_in_the_prompt(tiny_model):
+    extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=2),
+                          loaded=tiny_model)
+    result = extractor.extract(Document.from_text(TEXT))
+    first, second = result.trace[0]["attempts"]
+    # Random weights either leave hosts empty although the text says "doped", or invent
+    # strings that are not in the text: either way the evaluator must object.
+    assert first["signals"] and (first["missing"] or first["ungrounded"])
+    assert first["reflection"]
+    assert second["feedback"] == first["signals"] + [f"Reflection: {first['reflection']}"]
+    prompt_tail = second["generation"]["feedback_in_prompt"]
+    assert first["reflection"] in prompt_tail
+    assert all(line in prompt_tail for line in first["signals"])
+    assert first["generation"]["feedback_in_prompt"] is None
+    assert result.trace[0]["best_attempt"] in (1, 2)
+
+
+def test_loop_stops_when_the_first_answer_is_clean():
+    spec = get_schema("doping")
+    grounder = Grounder(Document.from_text(TEXT))
+    answer = ('{"hosts":["SrLaMgTaO6"],"dopants":["Er3+"],'
+              '"links":[{"host":"SrLaMgTaO6","dopant":"Er3+"}]}')
+    calls = []
+
+    def generate(feedback):
+        calls.append(list(feedback))
+        return answer, {}
+
+    best, attempts = run(spec, TEXT, grounder, generate=generate, max_attempts=3)
+    assert len(attempts) == 1 and calls == [[]]
+    assert best.record["links"] == [{"host": "SrLaMgTaO6", "dopant": "Er3+"}]
+
+
+def test_best_attempt_wins_and_all_are_kept():
+    spec = get_schema("doping")
+    grounder = Grounder(Document.from_text(TEXT))
+    answers = iter([
+        '{"hosts":["ZnO"],"dopants":["Er3+"],"links":[{"host":"ZnO","dopant":"Er3+"}]}',
+        '{"hosts":["SrLaMgTaO6"],"dopants":["Er3+"],"links":[{"host":"SrLaMgTaO6","dopant":"Mn"}]}',
+        '{"hosts":["SrLaMgTaO6"],"dopants":["Er3+"],"links":[]}',
+    ])
+    best, attempts = run(spec, TEXT, grounder, generate=lambda fb: (next(answers), {}),
+                         max_attempts=3, reflect=lambda a: "copy names from the text")
+    assert [a.number for a in attempts] == [1, 2, 3]
+    assert attempts[0].ungrounded == ["hosts[0] = 'ZnO'", "links[0].host = 'ZnO'"]
+    assert "links[0].dopant 'Mn' is not listed in dopants" in attempts[1].inconsistent
+    assert best is attempts[2]
+    assert attempts[1].feedback[-1] == "Reflection: copy names from the text"
+
+
+def test_invalid_json_is_a_signal_not_a_crash():
+    spec = get_schema("doping")
+    grounder = Grounder(Document.from_text(TEXT))
+    best, attempts = run(spec, TEXT, grounder, generate=lambda fb: ('{"hosts": [', {}),
+                         max_attempts=2)
+    assert len(attempts) == 2 and best.record is None
+    assert "not valid JSON" in attempts[0].errors[0]
+    assert isinstance(best, Attempt)
