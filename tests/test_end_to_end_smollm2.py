@@ -1,0 +1,57 @@
+"""The real default model, end to end, on a sentence from the NERRE doping test set."""
+
+from __future__ import annotations
+
+import pytest
+
+from extraction import documents
+from extraction.pipeline import Extractor, ExtractorConfig
+from extraction.schemas import get_schema
+from extraction.schemas.base import string_leaves
+
+# NERRE doping test.json (Dagdelen et al. 2024, MIT); gold: host ZnO, dopants group-13
+# metals, Al, Ga, In.
+SENTENCE = ("A comparative study is presented on chemical bath-deposited ZnO films, doped with "
+            "the group-13 metals Al, Ga and In.")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def extractor(default_model_dir) -> Extractor:
+    return Extractor(ExtractorConfig(model="smollm2-135m", schema_name="doping",
+                                     strict_grounding=True, max_attempts=2))
+
+
+def test_smollm2_extracts_validated_records_with_correct_evidence(extractor):
+    document = documents.load_text(SENTENCE, source="nerre-doping-test")
+    result = extractor.extract(document)
+    assert result.errors == []
+    record = get_schema("doping").model.model_validate(result.records[0])
+    assert record.hosts and record.dopants, result.trace
+    values = list(string_leaves(result.records[0]))
+    assert values
+    for path, value in values:
+        spans = result.evidence[f"records[0].{path}"]
+        assert spans, path
+        for span in spans:
+            assert document.text[span["start"]:span["end"]] == span["text"]
+            assert span["text"] == value or span["match"] == "normalised"
+            assert span["page"] == 1 and value in span["sentence"]
+    assert result.ungrounded == []
+
+
+def test_smollm2_on_a_multi_page_pdf_reports_pages(extractor, tmp_path):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=11)
+    for text in ("Thermal annealing of thin films was studied.", SENTENCE):
+        pdf.add_page()
+        pdf.multi_cell(0, 6, text)
+    path = tmp_path / "paper.pdf"
+    pdf.output(str(path))
+    document = documents.load(path)[0]
+    result = extractor.extract(document)
+    pages = {span["page"] for spans in result.evidence.values() for span in spans}
+    assert pages == {2}, result.evidence
