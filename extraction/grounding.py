@@ -70,8 +70,8 @@ class Grounder:
     def locate(self, value: str) -> list[Span]:
         """Spans of ``value`` in the document; [] when it is not there.
 
-        A match must start at a word boundary and must not run on into a lowercase letter
-        ("Er" matches in "Er3+" but "N" does not match in "NaYF4"). Normalised (case-folded)
+        A match must start at a word boundary and must not run on into a letter ("Er"
+        matches in "Er3+" but "N" matches neither in "NaYF4" nor in "NDIR"). Normalised (case-folded)
         matches need a full word boundary and at least three characters, so that "B" never
         matches in "by".
         """
@@ -108,9 +108,10 @@ def _neighbours(text: str, start: int, end: int) -> tuple[str, str]:
 
 
 def _exact_boundary(text: str, start: int, end: int) -> bool:
+    """Starts a word and is not followed by a letter (digits and charges may follow)."""
     before, after = _neighbours(text, start, end)
     starts_word = not before.isalnum() or not text[start].isalnum()
-    return starts_word and not after.islower()
+    return starts_word and not (after.isalpha() and text[end - 1].isalnum())
 
 
 def _word_boundary(text: str, start: int, end: int) -> bool:

@@ -10,7 +10,7 @@ import bisect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +18,7 @@ from extraction import chunking, generation, prompting, reflexion, retrieval
 from extraction.grounding import Grounder, drop_ungrounded
 from extraction.models import DEFAULT_MODEL, LoadedModel, load
 from extraction.schemas import SchemaSpec, get_schema
-from extraction.schemas.base import string_leaves
+from extraction.schemas.base import Example, string_leaves
 from extraction.types import Document
 from extraction.validation import validate
 
@@ -75,7 +75,10 @@ class Extractor:
     """One configured pipeline; load once, extract from many documents."""
 
     def __init__(self, config: ExtractorConfig | None = None, *,
-                 loaded: LoadedModel | None = None) -> None:
+                 loaded: LoadedModel | None = None,
+                 examples: Sequence[Example] | None = None) -> None:
+        """``loaded`` reuses a model already in memory; ``examples`` replaces the schema's
+        built-in few-shot examples (evaluation draws them from each fold's training split)."""
         self.config = config or ExtractorConfig()
         self.spec: SchemaSpec = get_schema(self.config.schema_name)
         started = time.perf_counter()
@@ -84,7 +87,7 @@ class Extractor:
         self.load_seconds = time.perf_counter() - started
         self.constraint = (generation.JsonConstraint(self.loaded, self.spec.json_schema())
                            if self.config.constrained else None)
-        examples = self.spec.examples
+        examples = tuple(self.spec.examples if examples is None else examples)
         self.examples = examples if self.config.few_shot is None \
             else examples[: self.config.few_shot]
         self._embedder = None
