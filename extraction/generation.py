@@ -16,9 +16,10 @@ import torch
 
 from extraction.errors import GenerationError
 from extraction.models import LoadedModel
+from extraction.schemas.base import skeleton
 
-# Tokens reserved at the end of the budget for closing open strings/arrays/objects.
-CLOSING_RESERVE = 48
+# Tokens kept at the end of the budget, beyond what the schema's skeleton needs, for closing.
+CLOSING_MARGIN = 16
 
 
 @dataclass
@@ -53,6 +54,10 @@ class JsonConstraint:
             json.dumps(schema), any_whitespace=False, separators=(",", ":"), strict_mode=True)
         self.vocab_size = info.vocab_size
         self.closers = _closing_token_ids(loaded.tokenizer)
+        # Enough tokens to finish from anywhere: the skeleton with one item per array.
+        skeleton_text = json.dumps(skeleton(schema), separators=(",", ":"))
+        self.reserve = len(loaded.tokenizer.encode(skeleton_text, add_special_tokens=False)) \
+            + CLOSING_MARGIN
 
     def matcher(self) -> Any:
         return self._xgr.GrammarMatcher(self.compiled)
@@ -96,9 +101,10 @@ def _stop_ids(loaded: LoadedModel) -> set[int]:
 def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | None = None,
              max_new_tokens: int = 512, stop_at_json_end: bool = True) -> Generation:
     """Greedy-decode one answer for ``prompt`` (already rendered with the chat template)."""
-    if max_new_tokens <= CLOSING_RESERVE and constraint is not None:
-        raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for JSON output",
-                              hint=f"use more than {CLOSING_RESERVE}")
+    if constraint is not None and max_new_tokens <= constraint.reserve:
+        raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for this schema",
+                              hint=f"use more than {constraint.reserve} (the tokens needed to "
+                                   "close an answer from any point)")
     started = time.perf_counter()
     tokenizer, model = loaded.tokenizer, loaded.model
     input_ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
@@ -124,7 +130,7 @@ def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | N
             if matcher is not None:
                 matcher.fill_next_token_bitmask(bitmask)
                 constraint._xgr.apply_token_bitmask_inplace(logits.unsqueeze(0), bitmask)
-                closing = max_new_tokens - step <= CLOSING_RESERVE
+                closing = max_new_tokens - step <= constraint.reserve
                 token = _pick_closer(logits, constraint.closers) if closing else None
                 if token is None:
                     token = int(torch.argmax(logits))

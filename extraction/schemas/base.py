@@ -92,6 +92,35 @@ def bounded_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return bounded
 
 
+def skeleton(schema: dict[str, Any]) -> Any:
+    """The largest of the smallest values: every array holds one minimal item.
+
+    Its serialised length bounds what is needed to close an answer from any point inside it,
+    so the decoder knows how many tokens to keep in reserve.
+    """
+    defs = schema.get("$defs", {})
+
+    def build(node: dict[str, Any]) -> Any:
+        node = _deref(node, defs)
+        kind = node.get("type")
+        if "enum" in node:
+            return max(node["enum"], key=lambda v: len(json.dumps(v)))
+        if kind == "object":
+            required = node.get("required", list(node.get("properties", {})))
+            return {key: build(node["properties"][key]) for key in required}
+        if kind == "array":
+            return [build(node.get("items", {}))]
+        if kind == "string":
+            return "x" * int(node.get("minLength", 1))
+        if kind in ("integer", "number"):
+            return 0
+        if kind == "boolean":
+            return False
+        return None
+
+    return build(schema)
+
+
 def _describe(schema: dict[str, Any], prefix: str = "",
               defs: dict[str, Any] | None = None) -> Iterator[tuple[str, str]]:
     defs = schema.get("$defs", {}) if defs is None else defs
