@@ -150,8 +150,7 @@ def _check_sizes(chunk_size: int, chunk_overlap: int) -> None:
 # Words whose trailing period does not end a sentence ("Fig. 2", "et al. (2019)").
 # Units are not here on purpose: "... a gap of 5 nm. The" ends a sentence.
 ABBREVIATIONS: frozenset[str] = frozenset(
-    "e.g i.e fig figs eq eqs ref refs al vs cf ca approx resp no nos vol sec ch tab dr prof "
-    "mr ms".split())
+    ["e.g", "i.e", "fig", "figs", "eq", "eqs", "ref", "refs", "al", "vs", "cf", "ca", "approx", "resp", "no", "nos", "vol", "sec", "ch", "tab", "dr", "prof", "mr", "ms"])
 # A sentence ends at . ! or ? (plus closing quotes/brackets) followed by whitespace and a
 # character that is not a lowercase ASCII letter: "0.5", "Ca2+.H2O" and "e.g. the" never
 # match, "Ca2+. The" does. A blank line also ends one (a title without a full stop).

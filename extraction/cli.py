@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from extraction.errors import DocumentError, MatextractError
+from extraction.fileio import write_atomic
 from extraction.settings import force_offline, quiet_libraries
 
 force_offline()
@@ -28,21 +27,6 @@ INDEX_FOLDER = ".matextract-index"
 
 def _echo_json(value: object) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write all or nothing: a crash never leaves a half-written output file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -108,20 +92,20 @@ def extract(
     files: Annotated[list[Path], typer.Argument(help="documents: .txt .md .html .pdf .json .jsonl")],
     schema: Annotated[str, typer.Option(help="doping | general | mof | schema.json | mod:Class")]
     = "doping",
-    model: Annotated[Optional[str], typer.Option(help="registry name or model folder")] = None,
-    adapter: Annotated[Optional[str], typer.Option(help="LoRA adapter folder")] = None,
+    model: Annotated[str | None, typer.Option(help="registry name or model folder")] = None,
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder")] = None,
     precision: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16|int8")] = "auto",
-    device: Annotated[Optional[str], typer.Option(help="cpu | cuda")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda")] = None,
     constrained: Annotated[bool, typer.Option(help="schema-constrained decoding")] = True,
     attempts: Annotated[int, typer.Option(help="Reflexion attempts (1 = no retry)")] = 2,
     self_critique: Annotated[bool, typer.Option(help="ask the model to check itself")] = False,
-    few_shot: Annotated[Optional[int], typer.Option(help="number of examples")] = None,
+    few_shot: Annotated[int | None, typer.Option(help="number of examples")] = None,
     retrieval: Annotated[str, typer.Option(help="auto | on | off")] = "auto",
-    index: Annotated[Optional[Path], typer.Option(help="HNSW index folder (default: nearest "
+    index: Annotated[Path | None, typer.Option(help="HNSW index folder (default: nearest "
                                                        f"{INDEX_FOLDER} above the file)")] = None,
     strict_grounding: Annotated[bool, typer.Option(help="drop values not in the source")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="token budget per answer")] = 384,
-    out: Annotated[Optional[Path], typer.Option(help="write JSON Lines here (atomically)")] = None,
+    out: Annotated[Path | None, typer.Option(help="write JSON Lines here (atomically)")] = None,
 ) -> None:
     """Extract schema records with evidence from documents; prints JSON."""
     from extraction import documents as documents_module
@@ -153,7 +137,7 @@ def extract(
 @index_app.command("build")
 def index_build(
     folder: Path,
-    index: Annotated[Optional[Path], typer.Option(help=f"default: FOLDER/{INDEX_FOLDER}")] = None,
+    index: Annotated[Path | None, typer.Option(help=f"default: FOLDER/{INDEX_FOLDER}")] = None,
     embedding_model: Annotated[str, typer.Option(help="minilm | mpnet | folder")] = "minilm",
     chunk_size: int = 800, chunk_overlap: int = 100,
     m: Annotated[int, typer.Option("--m", help="HNSW M (graph degree)")] = 32,

@@ -116,9 +116,8 @@ def _single(path: Path, raw: bytes, text: str, **metadata: Any) -> Document:
 _DROP_TAGS = ("script", "style", "nav", "noscript", "template", "head", "svg")
 # Block elements end a paragraph (blank line) or a line. They emit markers first, so that
 # nested or adjacent blocks (</tr><tr>, <div><p>) collapse into one break, not several.
-_PARAGRAPH_TAGS = frozenset("p h1 h2 h3 h4 h5 h6 section article blockquote pre table ul ol "
-                            "dl figure figcaption caption main aside address".split())
-_LINE_TAGS = frozenset("div li tr dt dd hr br".split())
+_PARAGRAPH_TAGS = frozenset(["p", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "blockquote", "pre", "table", "ul", "ol", "dl", "figure", "figcaption", "caption", "main", "aside", "address"])
+_LINE_TAGS = frozenset(["div", "li", "tr", "dt", "dd", "hr", "br"])
 _CELL_TAGS = frozenset(("td", "th"))
 _PARA, _LINE = "\ue000", "\ue001"  # private-use characters never found in real text
 

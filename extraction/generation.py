@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -112,7 +113,8 @@ def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | N
     prompt_tokens = input_ids.shape[1]
     stop_ids = _stop_ids(loaded)
     matcher = constraint.matcher() if constraint else None
-    bitmask = constraint._xgr.allocate_token_bitmask(1, constraint.vocab_size) if constraint else None
+    bitmask = (constraint._xgr.allocate_token_bitmask(1, constraint.vocab_size)
+               if constraint else None)
 
     generated: list[int] = []
     past = None

@@ -71,9 +71,9 @@ class Grounder:
         """Spans of ``value`` in the document; [] when it is not there.
 
         A match must start at a word boundary and must not run on into a letter ("Er"
-        matches in "Er3+" but "N" matches neither in "NaYF4" nor in "NDIR"). Normalised (case-folded)
-        matches need a full word boundary and at least three characters, so that "B" never
-        matches in "by".
+        matches in "Er3+" but "N" matches neither in "NaYF4" nor in "NDIR"). Normalised
+        (case-folded) matches need a full word boundary and at least three characters, so
+        that "B" never matches in "by".
         """
         value = value.strip()
         if not value:

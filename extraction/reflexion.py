@@ -10,8 +10,9 @@ attempt is kept in the trace.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from extraction.grounding import Grounder
 from extraction.schemas.base import SchemaSpec, string_leaves

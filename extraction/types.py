@@ -28,7 +28,7 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_text(cls, text: str, *, source: str = "<text>", **metadata: Any) -> "Document":
+    def from_text(cls, text: str, *, source: str = "<text>", **metadata: Any) -> Document:
         return cls(text=text, source=source, sha256=sha256_text(text),
                    pages=((0, len(text)),), metadata=dict(metadata))
 

@@ -34,7 +34,8 @@ def validate(spec: SchemaSpec, raw: str) -> Validated:
         # strict=False: a raw tab inside a string is harmless; the grammar cannot exclude it.
         parsed = json.loads(raw, strict=False)
     except json.JSONDecodeError as exc:
-        return Validated(None, None, [f"the answer is not valid JSON ({exc.msg} at char {exc.pos})"])
+        problem = f"the answer is not valid JSON ({exc.msg} at char {exc.pos})"
+        return Validated(None, None, [problem])
     try:
         record = spec.model.model_validate(parsed)
     except ValidationError as exc:

@@ -156,7 +156,7 @@ def test_a_failed_save_keeps_the_old_index(tmp_path, monkeypatch):
     def crash(path: Path) -> None:  # temp files are written; nothing is renamed yet
         raise OSError("disk full")
 
-    monkeypatch.setattr(index_module, "_fsync", crash)
+    monkeypatch.setattr(index_module, "fsync_path", crash)
     with pytest.raises(OSError, match="disk full"):
         index.save(tmp_path)
     assert len(HnswIndex.load(tmp_path)) == 10
@@ -170,7 +170,7 @@ def test_a_save_torn_before_the_manifest_is_detected(tmp_path, monkeypatch):
     index.add(rng.standard_normal((10, 8)), [{}] * 10)
     index.save(tmp_path)
     index.add(rng.standard_normal((10, 8)), [{}] * 10)
-    monkeypatch.setattr(index_module, "_write_atomic",
+    monkeypatch.setattr(index_module, "write_atomic",
                         lambda path, text: (_ for _ in ()).throw(OSError("power cut")))
     with pytest.raises(OSError, match="power cut"):
         index.save(tmp_path)

@@ -79,7 +79,7 @@ def test_every_grounded_value_has_a_correct_span(tiny_model):
     extractor = Extractor(ExtractorConfig(schema_name="general", max_attempts=1),
                           loaded=tiny_model)
     result = extractor.extract(document)
-    for path, spans in result.evidence.items():
+    for spans in result.evidence.values():
         for span in spans:
             assert document.text[span["start"]:span["end"]] == span["text"]
     assert set(result.evidence).isdisjoint(result.ungrounded)

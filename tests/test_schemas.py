@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from extraction.errors import SchemaError
 from extraction.schemas import builtin_names, get_schema
@@ -64,9 +64,9 @@ def test_user_json_schema_file(tmp_path):
     record = spec.model.model_validate({"name": "Inconel 718", "elements": ["Ni", "Cr"],
                                         "phase": "fcc"})
     assert record.melting_point_k is None
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         spec.model.model_validate({"name": "x", "elements": [], "colour": "red"})  # extra key
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         spec.model.model_validate({"name": "x", "elements": ["a"] * 6})
     assert spec.instructions == "Extract alloys."
 

@@ -40,7 +40,8 @@ class GeneralRecord(BaseModel):
 def entries_have_identity(record: GeneralRecord) -> list[str]:
     """Cross-field rule the grammar cannot enforce: every entry says what it is."""
     return [f"materials[{position}]: a material needs a formula, a name or an acronym"
-            for position, entry in enumerate(record.materials) if not (entry.formula or entry.name or entry.acronym)]
+            for position, entry in enumerate(record.materials)
+            if not (entry.formula or entry.name or entry.acronym)]
 
 
 SPEC = SchemaSpec(

@@ -39,7 +39,8 @@ class MofRecord(BaseModel):
 def entries_have_identity(record: MofRecord) -> list[str]:
     """Cross-field rule the grammar cannot enforce: every entry says what it is."""
     return [f"mofs[{position}]: a MOF needs a name or a formula"
-            for position, entry in enumerate(record.mofs) if not (entry.name_of_mof or entry.mof_formula)]
+            for position, entry in enumerate(record.mofs)
+            if not (entry.name_of_mof or entry.mof_formula)]
 
 
 SPEC = SchemaSpec(
@@ -53,5 +54,6 @@ SPEC = SchemaSpec(
     examples=load_examples("mof"),
     checks=(entries_have_identity,),
     extra={"empty_output": {"mofs": []},
-           "cues": {"mofs": r"\bMOFs?\b|[Mm]etal[\u2013\u2014-]organic frameworks?|\b(?:ZIF|UiO|HKUST|MIL)-\d+"}},
+           "cues": {"mofs": r"\bMOFs?\b|[Mm]etal[\u2013\u2014-]organic frameworks?"
+                            r"|\b(?:ZIF|UiO|HKUST|MIL)-\d+"}},
 )

@@ -5,10 +5,9 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
-from typing_extensions import Annotated
 
 from extraction.errors import SchemaError
 from extraction.schemas.base import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING, SchemaSpec
@@ -64,7 +63,8 @@ def _object_model(name: str, schema: dict[str, Any], *, where: str) -> type[Base
         if key in required:
             fields[key] = (annotation, Field(description=description))
         else:
-            fields[key] = (Optional[annotation], Field(default=None, description=description))
+            fields[key] = (Optional[annotation],
+                           Field(default=None, description=description))
     return create_model(_class_name(name), __config__=ConfigDict(extra="forbid"), **fields)
 
 
