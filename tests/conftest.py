@@ -25,17 +25,23 @@ def default_model_dir() -> Path:
     return models.prepare(models.DEFAULT_MODEL)
 
 
+# Larger than the usual 0.02 so that a 32-wide model's logits can move: with tiny embeddings
+# the output stays near-uniform whatever LoRA learns, and no loss could fall.
+INIT_STD = 0.3
+
+
 def _tiny_config(arch: str, vocab_size: int):
     from transformers import LlamaConfig, OPTConfig
 
     if arch == "llama":
         return LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                           max_position_embeddings=4096, tie_word_embeddings=True)
+                           max_position_embeddings=4096, tie_word_embeddings=True,
+                           initializer_range=INIT_STD)
     if arch == "opt":
         return OPTConfig(vocab_size=vocab_size, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
                          num_attention_heads=4, max_position_embeddings=4096,
-                         word_embed_proj_dim=32)
+                         word_embed_proj_dim=32, init_std=INIT_STD)
     raise ValueError(arch)
 
 

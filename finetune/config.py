@@ -1,0 +1,46 @@
+"""Fine-tuning options: one pydantic model, saved next to every adapter it produces."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from extraction.errors import ConfigError
+
+
+class FinetuneConfig(BaseModel):
+    """Everything that determines an adapter (same config + same seed -> same adapter)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field("doping", description="doping | general:K | mof:K | jsonl:PATH")
+    model: str = Field("smollm2-135m", description="registry name or local model folder")
+    rank: int = Field(16, ge=1, description="LoRA rank r")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout")
+    target_modules: list[str] | None = Field(
+        None, description="module names to adapt; default: every linear layer of the arch")
+    epochs: float = Field(3.0, gt=0, description="passes over the training pairs")
+    learning_rate: float = Field(5e-4, gt=0)
+    warmup_steps: int = Field(10, ge=0)
+    batch_size: int = Field(8, ge=1, description="pairs per optimizer step (after accumulation)")
+    grad_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_length: int = Field(512, ge=64, description="prompt + completion tokens, longer pairs "
+                                                    "are skipped")
+    few_shot: int = Field(0, ge=0, description="few-shot examples in the training prompt; "
+                                               "inference with this adapter uses the same")
+    negatives: float = Field(0.3, ge=0.0, description="sentences with nothing to extract, "
+                                                      "as a share of the positive pairs")
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="held out for validation loss")
+    seed: int = Field(0)
+    checkpoint_every: int = Field(10, ge=1, description="optimizer steps between checkpoints")
+    eval_every: int = Field(20, ge=1, description="optimizer steps between validation losses")
+    device: str | None = Field(None, description="cpu | cuda (default: cuda when available)")
+    limit: int | None = Field(None, ge=1, description="use only the first N pairs (smoke runs)")
+
+    @model_validator(mode="after")
+    def batch_divides(self) -> "FinetuneConfig":
+        if self.batch_size % self.grad_accumulation:
+            raise ConfigError(f"batch_size={self.batch_size} is not a multiple of "
+                              f"grad_accumulation={self.grad_accumulation}",
+                              hint="choose grad_accumulation dividing batch_size")
+        return self

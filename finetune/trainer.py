@@ -1,0 +1,221 @@
+"""LoRA training loop: completion-only loss, gradient accumulation, checkpoints, resume.
+
+Determinism: the batch order is fixed by the seed up front and the dropout RNG is re-seeded
+at every step, so a run resumed from a checkpoint ends with the same adapter as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from extraction.fileio import write_atomic
+from extraction.models import choose_device, resolve_model_dir
+from finetune.config import FinetuneConfig
+from finetune.data import Pair, build_pairs, split_validation
+from finetune.lora import attach_lora, trainable_share
+
+CHECKPOINT_DIR = "checkpoint"
+CARD_FILE = "matextract-adapter.json"
+
+
+@dataclass
+class History:
+    """Losses as training goes; saved in checkpoints and in the adapter card."""
+
+    train: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
+    validation: list[tuple[int, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def config_hash(config: FinetuneConfig) -> str:
+    """Identifies what a checkpoint belongs to (device and limits of a smoke run included)."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+
+
+def batch_order(n_pairs: int, *, batch_size: int, epochs: float, seed: int) -> list[list[int]]:
+    """Every step's pair indices, fixed by the seed (epochs may be fractional)."""
+    total = math.ceil(n_pairs * epochs / batch_size)
+    indices: list[int] = []
+    epoch = 0
+    while len(indices) < total * batch_size:
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+        indices.extend(torch.randperm(n_pairs, generator=generator).tolist())
+        epoch += 1
+    return [indices[s * batch_size:(s + 1) * batch_size] for s in range(total)]
+
+
+def collate(pairs: list[Pair], pad_id: int, device: str) -> dict[str, torch.Tensor]:
+    """Right-padded batch; labels are -100 on the prompt and the padding."""
+    width = max(len(p) for p in pairs)
+    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    for row, pair in enumerate(pairs):
+        sequence = pair.prompt_ids + pair.completion_ids
+        ids[row, :len(sequence)] = torch.tensor(sequence)
+        labels[row, len(pair.prompt_ids):len(sequence)] = torch.tensor(pair.completion_ids)
+        mask[row, :len(sequence)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device),
+            "labels": labels.to(device)}
+
+
+def summed_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Sum of token losses over completion tokens, and how many there were."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shifted = logits[:, :-1, :].float()  # (B, T-1, V)
+    targets = batch["labels"][:, 1:]  # (B, T-1)
+    loss = torch.nn.functional.cross_entropy(shifted.reshape(-1, shifted.shape[-1]),
+                                             targets.reshape(-1), ignore_index=-100,
+                                             reduction="sum")
+    return loss, int((targets != -100).sum())
+
+
+def validation_loss(model: Any, pairs: list[Pair], pad_id: int, device: str,
+                    batch_size: int) -> float | None:
+    if not pairs:
+        return None
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(pairs), batch_size):
+            loss, count = summed_loss(model, collate(pairs[start:start + batch_size], pad_id,
+                                                     device))
+            total, tokens = total + float(loss), tokens + count
+    model.train()
+    return total / max(tokens, 1)
+
+
+def _save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, step: int,
+                     history: History, digest: str) -> None:
+    """All or nothing: written into a temporary folder, then renamed over the old one."""
+    from peft import get_peft_model_state_dict
+
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    torch.save({"adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step,
+                "history": history.__dict__, "config_hash": digest}, staging / "state.pt")
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any,
+                     digest: str) -> tuple[int, History]:
+    from peft import set_peft_model_state_dict
+
+    state_file = folder / "state.pt"
+    if not state_file.exists():
+        return 0, History()
+    state = torch.load(state_file, weights_only=False)
+    if state["config_hash"] != digest:
+        return 0, History()  # a checkpoint of other settings: start over, do not mix
+    set_peft_model_state_dict(model, state["adapter"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    history = History(**state["history"])
+    history.train = [tuple(x) for x in history.train]
+    history.validation = [tuple(x) for x in history.validation]
+    return int(state["step"]), history
+
+
+def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = None,
+          on_step: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+    """Train (or resume) a LoRA adapter into ``out``; returns the adapter card."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    device = choose_device(config.device)
+    display, source = resolve_model_dir(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
+        else tokenizer.eos_token_id
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    torch.manual_seed(config.seed)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
+    model = attach_lora(model, rank=config.rank, alpha=config.alpha, dropout=config.dropout,
+                        targets=config.target_modules)
+    model.train()
+
+    pairs, counts = build_pairs(tokenizer, config.task, few_shot=config.few_shot,
+                                negatives=config.negatives, max_length=config.max_length,
+                                seed=config.seed, limit=config.limit)
+    train_pairs, val_pairs = split_validation(pairs, config.val_fraction)
+    steps = batch_order(len(train_pairs), batch_size=config.batch_size, epochs=config.epochs,
+                        seed=config.seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=config.learning_rate, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps))
+        * max(0.0, 1 - s / max(1, len(steps))))
+    digest = config_hash(config)
+    out.mkdir(parents=True, exist_ok=True)
+    start, history = _load_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, digest)
+    micro = config.batch_size // config.grad_accumulation
+
+    for step in range(start, len(steps)):
+        if stop_after_steps is not None and step >= stop_after_steps:
+            break
+        step_started = time.perf_counter()
+        torch.manual_seed(config.seed * 100_003 + step)  # dropout: same masks after a resume
+        batch_pairs = [train_pairs[i] for i in steps[step]]
+        tokens = sum(len(p.completion_ids) for p in batch_pairs)
+        loss_total = 0.0
+        for start_micro in range(0, len(batch_pairs), micro):
+            loss, _ = summed_loss(model, collate(batch_pairs[start_micro:start_micro + micro],
+                                                 pad_id, device))
+            (loss / tokens).backward()
+            loss_total += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        history.train.append((step + 1, loss_total / tokens))
+        history.seconds += time.perf_counter() - step_started
+        last = step + 1 == len(steps)
+        if (step + 1) % config.eval_every == 0 or last:
+            value = validation_loss(model, val_pairs, pad_id, device, micro)
+            if value is not None:
+                history.validation.append((step + 1, value))
+        if (step + 1) % config.checkpoint_every == 0 or last:
+            _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, step + 1,
+                             history, digest)
+        if on_step is not None:
+            on_step(step + 1, len(steps), loss_total / tokens)
+
+    done = len(history.train) == len(steps)
+    trainable, total = trainable_share(model)
+    card = {
+        "format": "1", "base_model": display, "task": config.task, "config": config.model_dump(),
+        "complete": done, "steps": len(history.train), "total_steps": len(steps),
+        "data": {**counts, "train_pairs": len(train_pairs), "validation_pairs": len(val_pairs)},
+        "trainable_parameters": trainable, "all_parameters": total,
+        "trainable_share": round(trainable / total, 5),
+        "train_seconds": round(history.seconds, 1),
+        "seconds_per_step": round(history.seconds / max(1, len(history.train)), 2),
+        "device": device, "torch_threads": torch.get_num_threads(),
+        "final_train_loss": history.train[-1][1] if history.train else None,
+        "final_validation_loss": history.validation[-1][1] if history.validation else None,
+        "history": {"train": history.train, "validation": history.validation},
+        "wall_seconds_this_run": round(time.perf_counter() - started, 1),
+        "inference": {"few_shot": config.few_shot},
+    }
+    if done:
+        model.save_pretrained(out)  # standard peft layout: adapter_config.json + safetensors
+        write_atomic(out / CARD_FILE, json.dumps(card, indent=2) + "\n")
+    return card
