@@ -301,11 +301,41 @@ def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
     return loaded
 
 
+# Adapters shipped in the repository, by name (trained with 'matextract finetune').
+ADAPTER_ROOT = Path(__file__).resolve().parents[1] / "adapters"
+ADAPTER_CARD = "matextract-adapter.json"
+
+
+def shipped_adapters() -> dict[str, Path]:
+    if not ADAPTER_ROOT.is_dir():
+        return {}
+    return {p.name: p for p in sorted(ADAPTER_ROOT.iterdir())
+            if (p / "adapter_config.json").exists()}
+
+
+def resolve_adapter(adapter: str) -> Path:
+    """A shipped adapter's name or an adapter folder (peft layout) -> its folder."""
+    shipped = shipped_adapters()
+    if adapter in shipped:
+        return shipped[adapter]
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").exists():
+        raise ModelNotFoundError(
+            f"adapter {adapter!r} not found (no adapter_config.json)",
+            hint=f"shipped adapters: {', '.join(shipped) or 'none'}; or pass the folder "
+                 "written by 'matextract finetune'")
+    return path
+
+
+def adapter_card(adapter: str | None) -> dict:
+    """The card saved next to an adapter (training data, settings, scores), or {}."""
+    if not adapter:
+        return {}
+    card = resolve_adapter(adapter) / ADAPTER_CARD
+    return json.loads(card.read_text()) if card.exists() else {}
+
+
 def _attach_adapter(model: object, adapter: str) -> object:
     from peft import PeftModel
 
-    path = Path(adapter).expanduser()
-    if not (path / "adapter_config.json").exists():
-        raise ModelNotFoundError(f"adapter {adapter!r} not found (no adapter_config.json)",
-                                 hint="pass the folder written by 'matextract finetune'")
-    return PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    return PeftModel.from_pretrained(model, str(resolve_adapter(adapter))).merge_and_unload()

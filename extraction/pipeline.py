@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from extraction import chunking, generation, prompting, reflexion, retrieval
 from extraction.grounding import Grounder, drop_ungrounded
-from extraction.models import DEFAULT_MODEL, LoadedModel, load
+from extraction.models import DEFAULT_MODEL, LoadedModel, adapter_card, load
 from extraction.schemas import SchemaSpec, get_schema
 from extraction.schemas.base import Example, string_leaves
 from extraction.types import Document
@@ -89,8 +89,11 @@ class Extractor:
         self.constraint = (generation.JsonConstraint(self.loaded, self.spec.json_schema())
                            if self.config.constrained else None)
         examples = tuple(self.spec.examples if examples is None else examples)
-        self.examples = examples if self.config.few_shot is None \
-            else examples[: self.config.few_shot]
+        few_shot = self.config.few_shot
+        if few_shot is None and self.config.adapter:
+            # An adapter is used with the prompt it was trained on (often zero-shot).
+            few_shot = adapter_card(self.config.adapter).get("inference", {}).get("few_shot")
+        self.examples = examples if few_shot is None else examples[:few_shot]
         self._embedder = None
         self._index = None
 

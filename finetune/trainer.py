@@ -20,13 +20,13 @@ from typing import Any, Callable
 import torch
 
 from extraction.fileio import write_atomic
-from extraction.models import choose_device, resolve_model_dir
+from extraction.models import ADAPTER_CARD, choose_device, resolve_model_dir
 from finetune.config import FinetuneConfig
 from finetune.data import Pair, build_pairs, split_validation
 from finetune.lora import attach_lora, trainable_share
 
 CHECKPOINT_DIR = "checkpoint"
-CARD_FILE = "matextract-adapter.json"
+CARD_FILE = ADAPTER_CARD
 
 
 @dataclass
@@ -71,10 +71,20 @@ def collate(pairs: list[Pair], pad_id: int, device: str) -> dict[str, torch.Tens
 
 
 def summed_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Sum of token losses over completion tokens, and how many there were."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    shifted = logits[:, :-1, :].float()  # (B, T-1, V)
-    targets = batch["labels"][:, 1:]  # (B, T-1)
+    """Sum of token losses over completion tokens, and how many there were.
+
+    Only positions from the earliest completion on reach the LM head (``logits_to_keep``):
+    the prompt's logits are never used, and a (B, T, V) float tensor is the largest thing a
+    training step allocates.
+    """
+    labels = batch["labels"]  # (B, T)
+    width = labels.shape[1]
+    first_target = int((labels != -100).int().argmax(dim=1).min())  # earliest completion token
+    keep = width - first_target + 1  # logits at positions first_target-1 .. T-1
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   logits_to_keep=keep).logits  # (B, keep, V)
+    shifted = logits[:, :-1, :].float()  # predictions for positions first_target .. T-1
+    targets = labels[:, width - keep + 1:]  # (B, keep-1)
     loss = torch.nn.functional.cross_entropy(shifted.reshape(-1, shifted.shape[-1]),
                                              targets.reshape(-1), ignore_index=-100,
                                              reduction="sum")
