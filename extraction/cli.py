@@ -162,6 +162,17 @@ def index_query(folder: Path, text: str, k: int = 5) -> None:
     _echo_json(query_index(index_dir, text, k=k))
 
 
+def _mount_eval() -> None:
+    """`matextract eval` lives in eval/cli.py (the evaluation harness)."""
+    from eval.cli import run_eval
+
+    app.command("eval", help="Evaluate models x adapters x options on a benchmark task.")(
+        run_eval)
+
+
+_mount_eval()
+
+
 def main() -> None:
     quiet_libraries()
     try:

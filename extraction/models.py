@@ -335,6 +335,12 @@ def adapter_card(adapter: str | None) -> dict:
     return json.loads(card.read_text()) if card.exists() else {}
 
 
+def unload(loaded: LoadedModel | None = None) -> None:
+    """Forget one loaded model (or all) so that its memory can be freed."""
+    for key in [k for k, v in _LOADED.items() if loaded is None or v is loaded]:
+        del _LOADED[key]
+
+
 def _attach_adapter(model: object, adapter: str) -> object:
     from peft import PeftModel
 

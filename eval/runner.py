@@ -1,0 +1,333 @@
+"""Run a grid of models x adapters x pipeline options on a task, resumably.
+
+One results folder per grid; per configuration ``<slug>-<hash>.jsonl`` (one line per
+example, appended and fsynced as each finishes) and ``<slug>-<hash>.config.json`` (the full
+config, the few-shot origins, the command). Re-running skips examples already written; a line
+torn by a kill is dropped and its example redone. Scores are computed here, per example, so a
+report needs only the folder.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import itertools
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from eval.tasks import Task, TaskExample, merge_records, score_prediction
+from extraction import models
+from extraction.errors import ConfigError, GenerationError, ModelNotFoundError
+from extraction.pipeline import Extraction, Extractor, ExtractorConfig
+from extraction.types import Document
+
+RESULTS_SUFFIX = ".jsonl"
+META_SUFFIX = ".config.json"
+# Set by --model, --adapter and the task, never by --set.
+NOT_OPTIONS = ("model", "adapter", "schema_name")
+_NONE = {"none", "null"}
+
+
+# --- the grid -------------------------------------------------------------------------------
+
+def parse_options(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``["max_attempts=1,2", "constrained=true,false"]`` -> option -> typed values.
+
+    Each value is checked by ExtractorConfig itself, so the error names the option and value.
+    """
+    valid = [f for f in ExtractorConfig.model_fields if f not in NOT_OPTIONS]
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key or not raw.strip():
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE[,VALUE...]",
+                              hint="e.g. --set max_attempts=1,2 --set constrained=true,false")
+        if key not in valid:
+            extra = " (use --model / --adapter / the task for it)" if key in NOT_OPTIONS else ""
+            raise ConfigError(f"unknown option {key!r}{extra}",
+                              hint=f"options: {', '.join(valid)}")
+        values = []
+        for text in (v.strip() for v in raw.split(",")):
+            candidate: Any = None if text.lower() in _NONE else text
+            try:
+                values.append(getattr(ExtractorConfig(**{key: candidate}), key))
+            except ValidationError as exc:
+                reason = exc.errors()[0]["msg"]
+                raise ConfigError(f"bad value {text!r} for option {key!r}: {reason}",
+                                  hint=f"{key}: {ExtractorConfig.model_fields[key].description}"
+                                  ) from None
+        grid[key] = list(dict.fromkeys(values))
+    return grid
+
+
+def build_grid(task: Task, model_names: Sequence[str], adapters: Sequence[str | None],
+               options: Mapping[str, Sequence[Any]]) -> list[tuple[ExtractorConfig, dict]]:
+    """Every (config, the options set on it), models outermost so a model loads once."""
+    keys = list(options)
+    grid = []
+    for model, adapter in itertools.product(model_names, adapters):
+        for values in itertools.product(*(options[k] for k in keys)):
+            chosen = dict(zip(keys, values))
+            config = ExtractorConfig(model=model, adapter=adapter, schema_name=task.schema,
+                                     **chosen)
+            grid.append((config, chosen))
+    return grid
+
+
+def check_models(model_names: Sequence[str], adapters: Sequence[str | None]) -> None:
+    """Fail before any work when a model or adapter cannot exist."""
+    for name in model_names:
+        if name not in models.MODELS and not Path(name).expanduser().is_dir():
+            raise ModelNotFoundError(f"unknown model {name!r}",
+                                     hint=f"known models: {', '.join(models.MODELS)}; "
+                                          "or a local Hugging Face model folder")
+    for adapter in adapters:
+        if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
+            raise ModelNotFoundError(f"adapter {adapter!r} not found (no adapter_config.json)",
+                                     hint="pass a LoRA adapter folder, or 'none'")
+
+
+def run_id(task_name: str, config: ExtractorConfig, options: Mapping[str, Any]) -> str:
+    """``<readable slug>-<8 hex>``: the hash covers the task and every non-default option,
+    so adding a new ExtractorConfig field with a default keeps old results resumable."""
+    identity = json.dumps({"task": task_name, "config": config.model_dump(exclude_defaults=True)},
+                          sort_keys=True, default=str)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    parts = [f"jsonl-{Path(task_name[6:]).stem}" if task_name.startswith("jsonl:") else task_name,
+             Path(config.model).name] + ([Path(config.adapter).name] if config.adapter else [])
+    parts += [f"{k}={v}" for k, v in options.items()]
+    slug = re.sub(r"[^A-Za-z0-9._=+-]+", "-", "_".join(parts))[:72]
+    return f"{slug}-{digest}"
+
+
+# --- files ----------------------------------------------------------------------------------
+
+def read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """(complete result lines, number of torn or unreadable lines) of a results file."""
+    if not path.exists():
+        return [], 0
+    good, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(row, dict) and "id" in row:
+            good.append(row)
+        else:
+            bad += 1
+    return good, bad
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """All or nothing: a kill never leaves a half-written file behind."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _lines_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def _resume(path: Path) -> set[str]:
+    """Ids already done; a torn or duplicated line is removed from the file first."""
+    rows, bad = read_lines(path)
+    kept = list({row["id"]: row for row in reversed(rows)}.values())[::-1]  # first of each id
+    if bad or len(kept) != len(rows):
+        write_atomic(path, _lines_text(kept))
+    return {row["id"] for row in kept}
+
+
+def _check_meta(path: Path, meta: Mapping[str, Any]) -> None:
+    """Refuse to mix results of two different configs under one name."""
+    old = json.loads(path.read_text(encoding="utf-8"))
+    before, now = old.get("config", {}), meta["config"]
+    changed = [k for k in before.keys() & now.keys() if before[k] != now[k]]
+    if old.get("task") != meta["task"] or changed:
+        raise ConfigError(f"{path} was written by another configuration "
+                          f"({', '.join(changed) or 'task'} differ)",
+                          hint="use a new --out folder for a changed pipeline")
+
+
+# --- one example ----------------------------------------------------------------------------
+
+def _rss_mb() -> float:
+    try:
+        import psutil
+    except ImportError as exc:
+        raise ConfigError("psutil is needed to measure memory",
+                          hint="pip install 'matextract[eval]'") from exc
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
+def _parses(raw: str) -> bool:
+    try:
+        json.loads(raw, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def result_line(task: Task, example: TaskExample, extraction: Extraction | None,
+                *, seconds: float, error: str | None = None) -> dict[str, Any]:
+    """Everything one example contributes to a report (pure; scores included)."""
+    trace = extraction.trace if extraction else []
+    attempts = [a for window in trace for a in window["attempts"]]
+    best = [window["attempts"][window["best_attempt"] - 1] for window in trace]
+    prediction = merge_records(extraction.records) if extraction else None
+    valid = bool(trace) and len(extraction.records) == len(trace) if extraction else False
+    return {
+        "id": example.id,
+        "prediction": prediction,
+        "windows": len(trace),
+        "raw": [a["raw"] for a in best],  # the chosen attempt's output, one per window
+        "parses": bool(best) and all(_parses(a["raw"]) for a in best),
+        "valid": valid,
+        "attempts": len(attempts),
+        "grounded": len(extraction.evidence) if extraction else 0,
+        "ungrounded": len(extraction.ungrounded) if extraction else 0,
+        "new_tokens": sum(a["generation"].get("new_tokens", 0) for a in attempts),
+        "prompt_tokens": sum(a["generation"].get("prompt_tokens", 0) for a in attempts),
+        "generation_s": round(sum(a["generation"].get("seconds", 0.0) for a in attempts), 4),
+        "seconds": round(seconds, 4),
+        "exception": error,  # the pipeline raised on this text (scored as no answer)
+        "errors": extraction.errors if extraction else [],
+        **score_prediction(task, example, prediction),
+    }
+
+
+def _extract(extractor: Extractor, task: Task, example: TaskExample, *,
+             tolerate: bool) -> dict[str, Any]:
+    """Run and score one example. A GenerationError is this text's failure (scored as no
+    answer) once the configuration has worked at least once; before that it is the
+    configuration's (e.g. a token budget too small for the schema) and stops the run."""
+    started = time.perf_counter()
+    try:
+        extraction = extractor.extract(Document.from_text(example.text, source=example.id))
+        error = None
+    except GenerationError as exc:
+        if not tolerate:
+            raise
+        extraction, error = None, str(exc)
+    line = result_line(task, example, extraction, seconds=time.perf_counter() - started,
+                       error=error)
+    line["rss_mb"] = _rss_mb()
+    if extractor.loaded.device.startswith("cuda"):
+        import torch
+        line["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    line["finished_at"] = time.time()
+    return line
+
+
+# --- the grid run -----------------------------------------------------------------------------
+
+def _parameters(loaded: models.LoadedModel, name: str) -> int | None:
+    if name in models.MODELS:  # the registry's figure (int8 layers hide their weights)
+        text = models.MODELS[name].parameters
+        scale = {"K": 1e3, "M": 1e6, "B": 1e9}.get(text[-1:].upper(), 1)
+        return int(float(text.rstrip("KMBkmb")) * scale)
+    try:
+        return sum(p.numel() for p in loaded.model.parameters())  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+
+
+def _short(rid: str, width: int = 48) -> str:
+    return rid if len(rid) <= width else f"{rid[:width - 10]}..{rid[-8:]}"
+
+
+def _load_key(config: ExtractorConfig) -> tuple:
+    return config.model, config.adapter, config.precision, config.device
+
+
+def _release(loaded: models.LoadedModel | None) -> None:
+    """Drop a model once its configs are done, so the next model's memory is its own.
+    models.load keeps every model for the process; evaluation is the one place that must not."""
+    if loaded is None:
+        return
+    models.unload(loaded)
+    gc.collect()
+    if loaded.device.startswith("cuda"):
+        import torch
+        torch.cuda.empty_cache()
+
+
+def run_grid(task: Task, grid: Sequence[tuple[ExtractorConfig, dict]], *, out: Path,
+             limit: int | None = None, progress: bool = True,
+             command: str | None = None) -> list[str]:
+    """Run every config on the first ``limit`` examples; returns the run ids, in grid order."""
+    from tqdm import tqdm
+
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, not {limit}")
+    out.mkdir(parents=True, exist_ok=True)
+    selected = task.examples[:limit]
+    groups: dict[tuple, list[tuple[ExtractorConfig, dict]]] = {}
+    for item in grid:  # configs sharing a model run together: one load per model
+        groups.setdefault(_load_key(item[0]), []).append(item)
+    ordered = [item for items in groups.values() for item in items]
+    loaded: models.LoadedModel | None = None
+    loaded_key: tuple | None = None
+    for config, options in ordered:
+        rid = run_id(task.name, config, options)
+        results, meta_path = out / f"{rid}{RESULTS_SUFFIX}", out / f"{rid}{META_SUFFIX}"
+        done = _resume(results)
+        todo = [e for e in selected if e.id not in done]
+        meta = {"id": rid, "task": task.name, "schema": task.schema, "options": options,
+                "config": config.model_dump(mode="json"),
+                "few_shot_origins": [x.origin for x in task.few_shot]}
+        if meta_path.exists():
+            _check_meta(meta_path, meta)
+        if not todo:
+            continue
+        if loaded is None or _load_key(config) != loaded_key:
+            _release(loaded)
+            loaded = models.load(config.model, device=config.device,
+                                 precision=config.precision, adapter=config.adapter)
+            loaded_key = _load_key(config)
+        extractor = Extractor(config, loaded=loaded, examples=task.few_shot)
+        meta["model"] = {"name": loaded.name, "precision": loaded.precision,
+                         "device": loaded.device, "parameters": _parameters(loaded, config.model)}
+        meta["command"] = command or " ".join(sys.argv)
+        meta["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_atomic(meta_path, json.dumps(meta, indent=1, ensure_ascii=False, default=str))
+        if loaded.device.startswith("cuda"):
+            import torch
+            torch.cuda.reset_peak_memory_stats()
+        with results.open("a", encoding="utf-8") as handle, \
+                tqdm(total=len(selected), initial=len(selected) - len(todo), desc=_short(rid),
+                     unit="ex", disable=not progress, file=sys.stderr) as bar:
+            worked = any(not row.get("exception") for row in read_lines(results)[0])
+            for example in todo:
+                line = _extract(extractor, task, example, tolerate=worked)
+                worked = worked or not line["exception"]
+                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                bar.update()
+    _release(loaded)
+    return [run_id(task.name, config, options) for config, options in grid]

@@ -1,0 +1,150 @@
+"""The evaluation grid on a tiny random LLaMA: per-example lines, resume after a kill, the
+report (with the published rows) and its plots, and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from eval.cli import eval_app, run_eval
+from eval.runner import parse_options, read_lines
+from extraction.errors import ConfigError, ModelNotFoundError
+from extraction.pipeline import Extractor
+
+# No reflection, no few-shot turns, a small budget: the tiny model's answers come quickly.
+OPTIONS = ["max_attempts=1,2", "reflect_with_model=false", "few_shot=0",
+           "max_new_tokens=96"]
+
+
+def _run(model: Path, out: Path) -> None:
+    run_eval(task="doping", models=[str(model)], adapters=["none"], set_options=OPTIONS,
+             limit=3, out=out, report_only=False)
+
+
+@pytest.fixture(scope="module")
+def grid_dir(tiny_model_dirs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "results"
+    _run(tiny_model_dirs["llama"], out)
+    return out
+
+
+def _results(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.jsonl"))
+
+
+def test_grid_writes_one_line_per_example_and_the_config(grid_dir):
+    files = _results(grid_dir)
+    assert len(files) == 2
+    for path in files:
+        rows, bad = read_lines(path)
+        assert bad == 0 and len(rows) == 3
+        assert [r["id"] for r in rows] == [f"10.1007/s10853-017-1104-8#{i}" for i in range(3)]
+        for row in rows:
+            assert row["parses"] and row["valid"]  # constrained decoding, even random weights
+            assert set(row["prediction"]) == {"hosts", "dopants", "links"}
+            assert row["raw"] and row["new_tokens"] > 0 and row["seconds"] > 0
+            assert row["rss_mb"] > 0 and 1 <= row["attempts"] <= 2
+            assert set(row["strict"]["fields"]) == {"hosts", "dopants"}
+            assert set(row["normalised"]["links"]) == {"host-dopant"}
+        meta = json.loads(path.with_name(path.name[:-6] + ".config.json").read_text())
+        assert meta["task"] == "doping" and meta["config"]["reflect_with_model"] is False
+        assert meta["options"]["max_attempts"] in (1, 2) and meta["model"]["parameters"] > 0
+        assert meta["few_shot_origins"][0].startswith("nerre-doping-train:")
+        assert path.name.startswith("doping_tiny-llama")
+
+
+def test_report_has_published_rows_columns_and_plots(grid_dir, tiny_model_dirs):
+    report = (grid_dir / "report.md").read_text()
+    table = [line for line in report.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    for column in ("model", "adapter", "options", "strict host F1", "strict dopant F1",
+                   "strict triplet F1", "norm. host F1", "norm. link F1", "parse", "valid",
+                   "grounded", "s/example", "tok/s", "peak MB"):
+        assert column in header
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert len(rows) == 4
+    published = [r for r in rows if r[header.index("options")] == "published"]
+    assert {r[0] for r in published} == {"GPT-3 davinci, fine-tuned", "Llama-2-70B, LoRA"}
+    llama = next(r for r in published if r[0].startswith("Llama"))
+    assert llama[header.index("strict triplet F1")] == "0.821"
+    ours = [r for r in rows if r not in published]
+    assert sorted(r[header.index("options")] for r in ours) == [
+        "max_attempts=1, reflect_with_model=False, few_shot=0, max_new_tokens=96",
+        "max_attempts=2, reflect_with_model=False, few_shot=0, max_new_tokens=96"]
+    assert all(r[header.index("parse")] == "1.000" for r in ours)
+    results = json.loads((grid_dir / "results.json").read_text())
+    runs = results["tasks"]["doping"]["runs"]
+    assert len(runs) == 2 and all(r["n"] == 3 and r["peak_rss_mb"] for r in runs)
+    for name in ("f1_vs_size", "f1_vs_latency", "option_effects"):
+        png = grid_dir / f"doping-{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (f"matextract eval --task doping --model {tiny_model_dirs['llama']} --adapter none "
+            "--set max_attempts=1,2 --set reflect_with_model=false --set few_shot=0 "
+            f"--set max_new_tokens=96 --limit 3 --out {grid_dir}") in report
+
+
+def test_resume_redoes_only_torn_and_missing_examples(grid_dir, tiny_model_dirs, tmp_path,
+                                                      monkeypatch):
+    folder = tmp_path / "copy"
+    shutil.copytree(grid_dir, folder)
+    first, second = _results(folder)
+    lines = first.read_text().splitlines(keepends=True)
+    kept_first = json.loads(lines[0])
+    # A kill mid-write: the last line is torn; and one earlier line is gone entirely.
+    first.write_text(lines[0] + lines[2][: len(lines[2]) // 2])
+    untouched = second.read_text()
+
+    calls = []
+    original = Extractor.extract
+
+    def counting(self, document):
+        calls.append(document.source)
+        return original(self, document)
+
+    monkeypatch.setattr(Extractor, "extract", counting)
+    _run(tiny_model_dirs["llama"], folder)
+
+    assert sorted(calls) == sorted(json.loads(lines[i])["id"] for i in (1, 2))
+    rows, bad = read_lines(first)
+    assert bad == 0 and sorted(r["id"] for r in rows) == sorted(
+        json.loads(line)["id"] for line in lines)
+    assert rows[0] == kept_first  # done work is kept as it was (same timestamp)
+    assert second.read_text() == untouched
+    calls.clear()
+    _run(tiny_model_dirs["llama"], folder)  # everything done: nothing runs
+    assert calls == []
+
+
+def test_report_only_through_typer(grid_dir):
+    result = CliRunner().invoke(eval_app, ["--report-only", "--out", str(grid_dir)])
+    assert result.exit_code == 0, result.output
+    assert "| Llama-2-70B, LoRA |" in result.output
+
+
+@pytest.mark.parametrize("items, message, hint", [
+    (["bogus=1"], "unknown option 'bogus'", "max_attempts"),
+    (["model=x"], "use --model", "few_shot"),
+    (["max_attempts=9"], "bad value '9' for option 'max_attempts'", "Reflexion"),
+    (["constrained=maybe"], "bad value 'maybe' for option 'constrained'", "constrain"),
+    (["max_attempts"], "not KEY=VALUE", "--set"),
+])
+def test_bad_options_name_the_problem(items, message, hint):
+    with pytest.raises(ConfigError) as info:
+        parse_options(items)
+    assert message in info.value.message and hint in info.value.hint
+
+
+def test_options_are_typed():
+    assert parse_options(["constrained=true,false", "few_shot=none,0,2", "retrieval=off"]) == {
+        "constrained": [True, False], "few_shot": [None, 0, 2], "retrieval": ["off"]}
+
+
+def test_unknown_model_fails_before_any_work(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="unknown model"):
+        run_eval(task="doping", models=["no-such-model"], adapters=None, set_options=None,
+                 limit=1, out=tmp_path / "x", report_only=False)
+    assert not (tmp_path / "x").exists()
