@@ -162,6 +162,54 @@ def index_query(folder: Path, text: str, k: int = 5) -> None:
     _echo_json(query_index(index_dir, text, k=k))
 
 
+@app.command("finetune")
+def finetune_command(
+    out: Annotated[Path, typer.Option(help="adapter folder to write (re-run to resume)")],
+    task: Annotated[str, typer.Option(help="doping | general:K | mof:K | jsonl:PATH")]
+    = "doping",
+    model: Annotated[str, typer.Option(help="registry name or model folder")] = "smollm2-135m",
+    rank: int = 16, alpha: int = 32, dropout: float = 0.05,
+    target_modules: Annotated[list[str] | None, typer.Option(
+        help="layers to adapt (default: all linear layers of the architecture)")] = None,
+    epochs: float = 3.0, learning_rate: float = 1e-3, batch_size: int = 8,
+    grad_accumulation: int = 1, few_shot: int = 0, negatives: float = 0.3,
+    val_fraction: float = 0.1, seed: int = 0, device: str | None = None,
+    limit: Annotated[int | None, typer.Option(help="first N pairs only (smoke runs)")] = None,
+    merge: Annotated[bool, typer.Option(help="also write base+adapter merged into OUT/merged")]
+    = False,
+) -> None:
+    """LoRA-fine-tune a model for extraction, in the pipeline's own prompt format."""
+    from tqdm import tqdm
+
+    from finetune.config import FinetuneConfig
+    from finetune.report import readme, write_loss_curve
+    from finetune.trainer import train
+
+    config = FinetuneConfig(
+        task=task, model=model, rank=rank, alpha=alpha, dropout=dropout,
+        target_modules=target_modules, epochs=epochs, learning_rate=learning_rate,
+        batch_size=batch_size, grad_accumulation=grad_accumulation, few_shot=few_shot,
+        negatives=negatives, val_fraction=val_fraction, seed=seed, device=device, limit=limit)
+    bar = tqdm(desc="LoRA", unit="step")
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.refresh()
+
+    card = train(config, out, on_step=progress)
+    bar.close()
+    write_loss_curve(card, out / "loss_curve.png")
+    (out / "README.md").write_text(readme(card))
+    typer.echo(json.dumps({k: card[k] for k in ("steps", "train_seconds", "final_train_loss",
+                                                 "final_validation_loss", "trainable_share")}))
+    if merge:
+        from finetune.merge import merge as merge_adapter
+
+        typer.echo(f"merged model: {merge_adapter(model, str(out), out / 'merged')}")
+
+
 def _mount_eval() -> None:
     """`matextract eval` lives in eval/cli.py (the evaluation harness)."""
     from eval.cli import run_eval

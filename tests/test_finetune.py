@@ -86,3 +86,24 @@ def test_training_prompt_equals_the_inference_prompt(tiny_model_dirs):
         completion = loaded.tokenizer.decode(pair.completion_ids)
         assert json.loads(completion.removesuffix(loaded.tokenizer.eos_token)) == item.gold
     assert counts["pairs"] == 5
+
+
+def test_finetune_command_writes_adapter_card_curve_and_merged_model(tiny_model_dirs, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "adapter"
+    result = subprocess.run(
+        [sys.executable, "-m", "extraction", "finetune", "--out", str(out), "--model",
+         str(tiny_model_dirs["opt"]), "--limit", "8", "--epochs", "1", "--batch-size", "4",
+         "--merge"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for name in ("adapter_config.json", "adapter_model.safetensors", CARD_FILE,
+                 "loss_curve.png", "README.md", "merged/config.json"):
+        assert (out / name).exists(), name
+    assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "trainable parameters" in (out / "README.md").read_text()
+    merged = models.load(str(out / "merged"), device="cpu")
+    assert merged.model.config.model_type == "opt"
