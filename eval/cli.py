@@ -7,7 +7,6 @@ Mount with ``app.command("eval")(run_eval)`` in extraction/cli.py; ``eval_app`` 
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -73,12 +72,6 @@ def command_line(task: str, models: list[str], adapters: list[str | None],
 eval_app.command()(run_eval)
 
 if __name__ == "__main__":
-    from extraction.errors import MatextractError
-    from extraction.settings import quiet_libraries
+    from extraction.cli import run_app
 
-    quiet_libraries()
-    try:
-        eval_app(standalone_mode=False)
-    except MatextractError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    run_app(eval_app)

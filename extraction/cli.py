@@ -222,9 +222,14 @@ _mount_eval()
 
 
 def main() -> None:
+    run_app(app)
+
+
+def run_app(typer_app: typer.Typer) -> None:
+    """Run a typer app; our errors become one 'error:' line and exit code 2, no traceback."""
     quiet_libraries()
     try:
-        app(standalone_mode=False)
+        typer_app(standalone_mode=False)
     except MatextractError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
