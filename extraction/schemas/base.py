@@ -58,6 +58,17 @@ class SchemaSpec:
         return self.extra.get("empty_output", {})
 
 
+def entries_need_one_of(root: str, fields: tuple[str, ...],
+                        what: str) -> Callable[[Any], list[str]]:
+    """A check: every entry of list ``root`` fills at least one of ``fields``."""
+    def check(record: Any) -> list[str]:
+        return [f"{root}[{position}]: {what} needs {' or '.join(fields)}"
+                for position, entry in enumerate(getattr(record, root))
+                if not any(getattr(entry, name) for name in fields)]
+
+    return check
+
+
 def load_examples(name: str) -> tuple[Example, ...]:
     path = FEWSHOT_DIR / f"{name}.json"
     if not path.exists():

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from extraction.schemas.base import SchemaSpec, load_examples
+from extraction.schemas.base import SchemaSpec, entries_need_one_of, load_examples
 
 Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=16)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
@@ -36,14 +36,6 @@ class GeneralRecord(BaseModel):
     materials: list[Material] = Field(max_length=8, description="each material the text studies")
 
 
-
-def entries_have_identity(record: GeneralRecord) -> list[str]:
-    """Cross-field rule the grammar cannot enforce: every entry says what it is."""
-    return [f"materials[{position}]: a material needs a formula, a name or an acronym"
-            for position, entry in enumerate(record.materials)
-            if not (entry.formula or entry.name or entry.acronym)]
-
-
 SPEC = SchemaSpec(
     name="general",
     version="1",
@@ -53,7 +45,7 @@ SPEC = SchemaSpec(
         "acronym exactly as written (empty string when absent), and list its applications, "
         "crystal structure or phase, and other descriptors using words from the text."),
     examples=load_examples("general"),
-    checks=(entries_have_identity,),
+    checks=(entries_need_one_of("materials", ("formula", "name", "acronym"), "a material"),),
     extra={"empty_output": {"materials": []},
            # a formula-like token: element symbols with at least one count, e.g. TiO2, Co3O4
            "cues": {"materials": r"\b(?:[A-Z][a-z]?)+\d+(?:[A-Z][a-z]?\d*)*\b"}},

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from extraction.schemas.base import SchemaSpec, load_examples
+from extraction.schemas.base import SchemaSpec, entries_need_one_of, load_examples
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
 Item = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=48)]
@@ -35,14 +35,6 @@ class MofRecord(BaseModel):
     mofs: list[Mof] = Field(max_length=6, description="each metal-organic framework studied")
 
 
-
-def entries_have_identity(record: MofRecord) -> list[str]:
-    """Cross-field rule the grammar cannot enforce: every entry says what it is."""
-    return [f"mofs[{position}]: a MOF needs a name or a formula"
-            for position, entry in enumerate(record.mofs)
-            if not (entry.name_of_mof or entry.mof_formula)]
-
-
 SPEC = SchemaSpec(
     name="mof",
     version="1",
@@ -52,7 +44,7 @@ SPEC = SchemaSpec(
         "exactly as written (empty string when absent), descriptors, guest species, and "
         "applications, using words from the text."),
     examples=load_examples("mof"),
-    checks=(entries_have_identity,),
+    checks=(entries_need_one_of("mofs", ("name_of_mof", "mof_formula"), "a MOF"),),
     extra={"empty_output": {"mofs": []},
            "cues": {"mofs": r"\bMOFs?\b|[Mm]etal[\u2013\u2014-]organic frameworks?"
                             r"|\b(?:ZIF|UiO|HKUST|MIL)-\d+"}},
