@@ -51,6 +51,8 @@ class ExtractorConfig(BaseModel):
     index_dir: str | None = Field(None, description="persisted HNSW index to read/extend")
     max_new_tokens: int = Field(384, ge=64, description="token budget per answer")
     strict_grounding: bool = Field(False, description="drop values not found in the source")
+    reuse_prefix: bool = Field(True, description="compute the fixed prompt prefix's KV cache "
+                                                 "once and reuse it for every document")
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Extractor:
         self.examples = examples if few_shot is None else examples[:few_shot]
         self._embedder = None
         self._index = None
+        self._prefix: generation.PrefixCache | None = None
 
     # -- public ------------------------------------------------------------------------------
 
@@ -160,8 +163,10 @@ class Extractor:
                                             feedback=feedback)
         prompt = prompting.render(self.loaded.tokenizer, messages)
         out = generation.generate(self.loaded, prompt, constraint=self.constraint,
-                                  max_new_tokens=self.config.max_new_tokens)
+                                  max_new_tokens=self.config.max_new_tokens,
+                                  prefix=self.prefix_cache)
         return out.text, {"prompt_tokens": out.prompt_tokens, "new_tokens": len(out.token_ids),
+                          "reused_prefix_tokens": out.reused_prefix_tokens,
                           "seconds": round(out.total_seconds, 4),
                           "finish_reason": out.finish_reason,
                           "feedback_in_prompt": messages[-1]["content"] if feedback else None}
@@ -205,7 +210,14 @@ class Extractor:
                 result.evidence[key] = [_with_sentence(span.to_dict(), document, sentence_spans,
                                                        starts) for span in spans]
 
-    # -- lazily built retrieval parts --------------------------------------------------------
+    # -- lazily built parts -------------------------------------------------------------------
+
+    @property
+    def prefix_cache(self) -> generation.PrefixCache | None:
+        if self.config.reuse_prefix and self._prefix is None:
+            self._prefix = generation.PrefixCache(self.loaded, prompting.fixed_prefix(
+                self.loaded.tokenizer, self.spec, examples=self.examples))
+        return self._prefix
 
     @property
     def embedder(self) -> Any:

@@ -86,6 +86,16 @@ def _plain(messages: Sequence[Message]) -> str:
     return "\n".join(parts) + "\n### JSON\n"
 
 
+_DOCUMENT_SENTINEL = "\u2063matextract-document\u2063"
+
+
+def fixed_prefix(tokenizer: Any, spec: SchemaSpec, *,
+                 examples: Sequence[Example] | None = None) -> str:
+    """The part of every extraction prompt that does not depend on the document."""
+    prompt = render(tokenizer, build_messages(spec, _DOCUMENT_SENTINEL, examples=examples))
+    return prompt[: prompt.rindex("<document>\n" + _DOCUMENT_SENTINEL)]
+
+
 def reflection_messages(text: str, answer: str, problems: Sequence[str]) -> list[Message]:
     """Ask the model to write, in its own words, what the next attempt must change."""
     listed = "\n".join(f"- {line}" for line in problems)

@@ -51,3 +51,26 @@ def test_json_end_scanner(pieces, ends_at):
 
 def test_choose_returns_one_of_the_options(tiny_model):
     assert generation.choose(tiny_model, "Is it? Reply yes or no.", ["yes", "no"]) in ("yes", "no")
+
+
+@pytest.mark.parametrize("schema", ["doping", "mof"])
+def test_prefix_reuse_gives_identical_outputs(tiny_model, schema):
+    spec = get_schema(schema)
+    constraint = generation.JsonConstraint(tiny_model, spec.json_schema())
+    prefix = generation.PrefixCache(tiny_model,
+                                    prompting.fixed_prefix(tiny_model.tokenizer, spec))
+    for text in ["Mn-doped ZnO.", "ZIF-8 takes up CO2 at 298 K.", "Nothing here."]:
+        prompt = prompting.render(tiny_model.tokenizer, prompting.build_messages(spec, text))
+        plain = generation.generate(tiny_model, prompt, constraint=constraint,
+                                    max_new_tokens=120)
+        reused = generation.generate(tiny_model, prompt, constraint=constraint,
+                                     max_new_tokens=120, prefix=prefix)
+        assert reused.reused_prefix_tokens == len(prefix.ids) > 100
+        assert plain.reused_prefix_tokens == 0
+        assert reused.text == plain.text and reused.token_ids == plain.token_ids
+
+
+def test_prefix_that_does_not_match_is_not_used(tiny_model):
+    prefix = generation.PrefixCache(tiny_model, "Some other prefix entirely")
+    out = generation.generate(tiny_model, "A prompt", max_new_tokens=5, prefix=prefix)
+    assert out.reused_prefix_tokens == 0
