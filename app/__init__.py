@@ -1,1 +1,1 @@
-"""app"""
+"""The Streamlit web UI (``matextract app``): extract, inspect evidence, review, export."""

@@ -210,15 +210,19 @@ def finetune_command(
         typer.echo(f"merged model: {merge_adapter(model, str(out), out / 'merged')}")
 
 
-def _mount_eval() -> None:
-    """`matextract eval` lives in eval/cli.py (the evaluation harness)."""
+def _mount_commands() -> None:
+    """Commands that live beside their subsystems: eval/, batch, app/."""
+    from app.cli import app_command
     from eval.cli import run_eval
+    from extraction.batch_cli import batch_command
 
     app.command("eval", help="Evaluate models x adapters x options on a benchmark task.")(
         run_eval)
+    app.command("batch", help="Extract every document in a folder, resumably.")(batch_command)
+    app.command("app", help="Start the web UI (Streamlit) on localhost.")(app_command)
 
 
-_mount_eval()
+_mount_commands()
 
 
 def main() -> None:
