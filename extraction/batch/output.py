@@ -1,0 +1,214 @@
+"""The output file: where a batch writes, the configuration fingerprint each line carries,
+repair on start, durable appends."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from extraction.errors import ConfigError
+from extraction.fileio import fsync_folder, write_atomic
+
+if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
+    from extraction.pipeline import ExtractorConfig
+
+ENGINES = ("local", "ray")
+COLLECTION_SUFFIXES = (".json", ".jsonl")  # one file, many documents: split while planning
+SKIP_DIRS = {".matextract-index", ".git", "__pycache__"}
+Event = dict[str, Any]
+
+
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Every file a batch writes: all of them in the output's own folder."""
+
+    out: Path
+
+    @classmethod
+    def for_out(cls, out: Path) -> OutputPaths:
+        out = Path(os.path.abspath(out))
+        if out.suffix != ".jsonl":
+            raise ConfigError(f"{out}: the output must be a .jsonl file",
+                              hint="e.g. --out results/doping.jsonl")
+        if out.is_dir():
+            raise ConfigError(f"{out} is a folder", hint="name a .jsonl file inside it")
+        paths = cls(out)
+        for path in paths.artefacts():
+            if path.is_symlink():  # appending through a link would write outside the folder
+                raise ConfigError(f"{path} is a symbolic link; batch writes only real files in "
+                                  f"{out.parent}", hint="remove the link or choose another --out")
+        return paths
+
+    @property
+    def folder(self) -> Path:
+        return self.out.parent
+
+    @property
+    def errors(self) -> Path:
+        return self.folder / f"{self.out.stem}.errors.jsonl"
+
+    @property
+    def csv(self) -> Path:
+        return self.folder / f"{self.out.stem}.csv"
+
+    @property
+    def parquet(self) -> Path:
+        return self.folder / f"{self.out.stem}.parquet"
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / f".{self.out.name}.lock"
+
+    def archive(self, fingerprint: str) -> Path:
+        return self.folder / f"{self.out.stem}.previous-{fingerprint}.jsonl"
+
+    def artefacts(self) -> list[Path]:
+        return [self.out, self.errors, self.csv, self.parquet, self.lock]
+
+    def owns(self, path: Path) -> bool:
+        """True for files this batch writes (never read back as input documents)."""
+        if Path(os.path.abspath(path.parent)).resolve() != self.folder.resolve():
+            return False
+        archive = rf"{re.escape(self.out.stem)}\.previous-[0-9a-f]+\.jsonl"
+        return (path.name in {p.name for p in self.artefacts()}
+                or re.fullmatch(archive, path.name) is not None)
+
+
+def fingerprint(config: ExtractorConfig) -> str:
+    """What the records depend on: model, adapter, schema (version and JSON Schema) and every
+    option set away from its default (so a new option with a default keeps old lines valid)."""
+    from extraction.pipeline import OUTPUT_FORMAT_VERSION
+    from extraction.schemas import get_schema
+
+    spec = get_schema(config.schema_name)
+    schema_json = json.dumps(spec.json_schema(), sort_keys=True)
+    identity = {
+        "format": OUTPUT_FORMAT_VERSION, "model": config.model, "adapter": config.adapter,
+        "schema": {"name": spec.name, "version": spec.version,
+                   "json_schema": hashlib.sha256(schema_json.encode()).hexdigest()},
+        "options": config.model_dump(mode="json", exclude_defaults=True,
+                                     exclude={"model", "adapter", "schema_name"}),
+    }
+    text = json.dumps(identity, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- the output file: repair on start, append durably ------------------------------------------
+
+@dataclass
+class Resume:
+    done: set[str]  # content hashes with a line of the current configuration
+    kept: int = 0
+    torn: int = 0  # a last line cut short by a kill, dropped
+    duplicates: int = 0
+    moved: dict[str, int] = field(default_factory=dict)  # archive file -> lines moved there
+
+
+def _parse_line(raw: bytes) -> dict[str, Any] | None:
+    """A batch record, None for a line cut short (a cut JSON object never parses).
+    Raises ValueError for other JSON: not a line batch wrote."""
+    try:
+        row = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(row, dict) and isinstance(row.get("sha256"), str) and "fingerprint" in row:
+        return row
+    raise ValueError("not a batch record")
+
+
+def open_output(paths: OutputPaths, current: str) -> Resume:
+    """Read the output file and repair it in place: drop a torn or duplicate line, move lines
+    of another configuration to their archive. Archives are written (merged, deduplicated)
+    before the output is rewritten, so a kill in between loses and duplicates nothing."""
+    resume = Resume(done=set())
+    if not paths.out.exists():
+        return resume
+    data = paths.out.read_bytes()
+    kept: list[bytes] = []
+    stale: dict[str, list[bytes]] = {}
+    segments = data.split(b"\n")
+    for number, raw in enumerate(segments, start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = _parse_line(raw)
+            cut = row is None and number == len(segments)  # last, no newline: a kill
+        except ValueError:  # JSON, but not ours
+            row, cut = None, False
+        if cut:
+            resume.torn += 1
+        elif row is None:  # one appender, so only the last line can be torn: not our file
+            raise ConfigError(f"{paths.out} line {number} is not a batch record; refusing to "
+                              "rewrite a file that batch did not write",
+                              hint="choose another --out (a new .jsonl file)")
+        elif row["fingerprint"] != current:
+            stale.setdefault(str(row["fingerprint"]), []).append(raw)
+        elif row["sha256"] in resume.done:
+            resume.duplicates += 1
+        else:
+            resume.done.add(row["sha256"])
+            kept.append(raw)
+    resume.kept = len(kept)
+    for old, lines in stale.items():
+        archive = paths.archive(re.sub(r"[^0-9a-f]", "", old)[:16] or "unknown")
+        previous = archive.read_bytes().split(b"\n") if archive.exists() else []
+        merged = {}
+        for raw in previous:
+            try:
+                merged[json.loads(raw)["sha256"]] = raw
+            except (ValueError, KeyError, TypeError):  # a blank or cut line of an old run
+                continue
+        merged.update({json.loads(r)["sha256"]: r for r in lines})
+        write_atomic(archive, b"".join(r + b"\n" for r in merged.values()))
+        resume.moved[str(archive)] = len(lines)
+    clean = b"".join(raw + b"\n" for raw in kept)
+    if clean != data:
+        write_atomic(paths.out, clean)
+    return resume
+
+
+class Appender:
+    """Append JSON lines durably: one write, flush and fsync per line."""
+
+    def __init__(self, path: Path, *, truncate: bool = False) -> None:
+        created = truncate or not path.exists()
+        self.handle = path.open("wb" if truncate else "ab")
+        if created:
+            fsync_folder(path.parent)  # the file's name must survive a crash too
+        self.lines = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.lines += 1
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+@contextmanager
+def locked(paths: OutputPaths) -> Iterator[None]:
+    """One batch per output file at a time (the lock dies with its process)."""
+    handle = paths.lock.open("a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another batch is writing {paths.out}",
+                              hint="wait for it to finish, or use another --out") from None
+        yield
+    finally:
+        handle.close()
+
+
