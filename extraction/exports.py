@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from extraction.schemas.base import scalar_leaves
 
 COLUMNS = (
     "source", "sha256", "schema", "model", "adapter", "record", "field", "path", "value",
@@ -38,18 +39,6 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
                 yield row
 
 
-def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, scalar) for every non-empty scalar; paths as in ``Extraction.evidence`` keys."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _leaves(item, f"{path}.{key}" if path else key)
-    elif isinstance(value, list):
-        for position, item in enumerate(value):
-            yield from _leaves(item, f"{path}[{position}]")
-    elif value is not None and not (isinstance(value, str) and not value.strip()):
-        yield path, value
-
-
 def flat_rows(lines: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One row per extracted value; a document without any value still gets one row."""
     for line in lines:
@@ -61,7 +50,7 @@ def flat_rows(lines: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         evidence = line.get("evidence") or {}
         emitted = False
         for position, record in enumerate(line.get("records") or []):
-            for path, value in _leaves(record):
+            for path, value in scalar_leaves(record):
                 spans = evidence.get(f"records[{position}].{path}") or []
                 first = spans[0] if spans else {}
                 yield {**base, "record": position, "field": re.sub(r"\[\d+\]", "", path),

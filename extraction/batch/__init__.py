@@ -15,7 +15,14 @@ configuration fingerprint, repair and durable appends), ``local`` (the local eng
 
 from extraction.batch.driver import ENGINES, BatchOptions, BatchSummary, run_batch
 from extraction.batch.inputs import (
-    Outcome, Plan, WorkItem, extract_item, load_item, plan, walk_folder)
+    Outcome,
+    Plan,
+    WorkItem,
+    extract_item,
+    load_item,
+    plan,
+    walk_folder,
+)
 from extraction.batch.local import iter_local
 from extraction.batch.output import OutputPaths, fingerprint, locked, open_output
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from extraction.batch.inputs import Outcome, WorkItem, plan, walk_folder
+from extraction.batch.inputs import Event, Outcome, WorkItem, plan, walk_folder
 from extraction.batch.local import default_parse_workers, iter_local
 from extraction.batch.output import (
     Appender,
@@ -18,7 +18,6 @@ from extraction.batch.output import (
     locked,
     open_output,
 )
-
 from extraction.errors import ConfigError
 
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
@@ -27,9 +26,6 @@ if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for 
     from extraction.pipeline import ExtractorConfig
 
 ENGINES = ("local", "ray")
-COLLECTION_SUFFIXES = (".json", ".jsonl")  # one file, many documents: split while planning
-SKIP_DIRS = {".matextract-index", ".git", "__pycache__"}
-Event = dict[str, Any]
 
 
 

@@ -7,21 +7,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from extraction.batch.inputs import Outcome, WorkItem, extract_item, load_item
+from extraction.batch.inputs import Event, Outcome, WorkItem, extract_item, load_item
 from extraction.batch.output import fingerprint
-
 from extraction.types import Document
 
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
     from extraction.models import LoadedModel
     from extraction.pipeline import ExtractorConfig
 
-ENGINES = ("local", "ray")
-COLLECTION_SUFFIXES = (".json", ".jsonl")  # one file, many documents: split while planning
-SKIP_DIRS = {".matextract-index", ".git", "__pycache__"}
-Event = dict[str, Any]
 
 
 

@@ -20,10 +20,6 @@ from extraction.fileio import fsync_folder, write_atomic
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
     from extraction.pipeline import ExtractorConfig
 
-ENGINES = ("local", "ray")
-COLLECTION_SUFFIXES = (".json", ".jsonl")  # one file, many documents: split while planning
-SKIP_DIRS = {".matextract-index", ".git", "__pycache__"}
-Event = dict[str, Any]
 
 
 

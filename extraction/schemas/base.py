@@ -157,14 +157,20 @@ def _deref(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def string_leaves(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """(field path, string) for every non-empty string in a JSON-like value, in order."""
-    if isinstance(value, str):
-        if value.strip():
-            yield path, value
-    elif isinstance(value, dict):
+def scalar_leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(field path, value) for every scalar that is neither None nor a blank string, in order.
+
+    Paths look like ``links[0].host``: the keys of ``Extraction.evidence`` after the record."""
+    if isinstance(value, dict):
         for key, item in value.items():
-            yield from string_leaves(item, f"{path}.{key}" if path else key)
+            yield from scalar_leaves(item, f"{path}.{key}" if path else key)
     elif isinstance(value, list):
         for position, item in enumerate(value):
-            yield from string_leaves(item, f"{path}[{position}]")
+            yield from scalar_leaves(item, f"{path}[{position}]")
+    elif value is not None and not (isinstance(value, str) and not value.strip()):
+        yield path, value
+
+
+def string_leaves(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(field path, string) for every non-empty string in a JSON-like value, in order."""
+    return ((p, v) for p, v in scalar_leaves(value, path) if isinstance(v, str))
