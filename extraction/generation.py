@@ -33,6 +33,7 @@ class Generation:
     prompt_tokens: int
     reused_prefix_tokens: int
     forward_passes: int
+    forced_tokens: int  # fast-forwarded: verified in the same pass as a model token
     prefill_seconds: float
     total_seconds: float
     finish_reason: str  # "complete" | "stop" | "length"
@@ -122,73 +123,153 @@ class PrefixCache:
 
 def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | None = None,
              max_new_tokens: int = 512, stop_at_json_end: bool = True,
-             prefix: PrefixCache | None = None) -> Generation:
+             prefix: PrefixCache | None = None, fast_forward: bool = False) -> Generation:
     """Greedy-decode one answer for ``prompt`` (already rendered with the chat template).
 
     With ``prefix``, the prompt's first tokens come from the cached prefix and only the rest
     is prefilled; the answer is the same, the time to first token shorter.
+
+    With ``fast_forward`` (constrained only), the text the grammar forces next (keys, quotes,
+    brackets) is tokenized and rides along in the same forward pass as the model's token, so
+    it costs no model step of its own. The logits computed at those positions verify it, as
+    in speculative decoding: from the first forced token greedy decoding would not have
+    chosen, the rest is rolled back and the model's choice is taken. The answer is therefore
+    the greedy answer, with fewer forward passes.
     """
     if constraint is not None and max_new_tokens <= constraint.reserve:
         raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for this schema",
                               hint=f"use more than {constraint.reserve} (the tokens needed to "
                                    "close an answer from any point)")
     started = time.perf_counter()
-    tokenizer, model = loaded.tokenizer, loaded.model
+    tokenizer = loaded.tokenizer
     prompt_ids: list[int] = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    prompt_tokens = len(prompt_ids)
     reused = prefix.split(prompt_ids) if prefix is not None else None
     past, fresh_ids = reused if reused is not None else (None, prompt_ids)
-    stop_ids = _stop_ids(loaded)
-    matcher = constraint.matcher() if constraint else None
-    bitmask = (constraint._xgr.allocate_token_bitmask(1, constraint.vocab_size)
-               if constraint else None)
-
-    generated: list[int] = []
-    step_input = torch.tensor([fresh_ids], device=loaded.device)  # (1, T_fresh)
-    prefill_seconds = 0.0
-    finish = "length"
-    scanner = _JsonEndScanner()
-    with torch.inference_mode():
-        for step in range(max_new_tokens):
-            # logits_to_keep=1: the prompt's other positions never need the LM head.
-            out = model(input_ids=step_input, past_key_values=past, use_cache=True,
-                        logits_to_keep=1)
-            past = out.past_key_values
-            logits = out.logits[0, -1, :].float().cpu()  # (V,); masks are applied on CPU
-            if step == 0:
-                prefill_seconds = time.perf_counter() - started
-            if matcher is not None:
-                matcher.fill_next_token_bitmask(bitmask)
-                constraint._xgr.apply_token_bitmask_inplace(logits.unsqueeze(0), bitmask)
-                closing = max_new_tokens - step <= constraint.reserve
-                token = _pick_closer(logits, constraint.closers) if closing else None
-                if token is None:
-                    token = int(torch.argmax(logits))
-                if token in stop_ids:
-                    finish = "complete" if matcher.is_completed() else "stop"
-                    break
-                if not matcher.accept_token(token):
-                    raise GenerationError(f"grammar rejected token {token} at step {step}")
-                generated.append(token)
-                if matcher.is_completed():
-                    finish = "complete"
-                    break
-            else:
-                token = int(torch.argmax(logits))
-                if token in stop_ids:
-                    finish = "stop"
-                    break
-                generated.append(token)
-                if stop_at_json_end and scanner.feed(tokenizer.decode([token])):
-                    finish = "complete"
-                    break
-            step_input = torch.tensor([[token]], device=loaded.device)
-    text = tokenizer.decode(generated, skip_special_tokens=True)
-    return Generation(text=text, token_ids=generated, prompt_tokens=prompt_tokens,
-                      reused_prefix_tokens=prompt_tokens - len(fresh_ids),
-                      forward_passes=len(generated) + (finish != "complete"),
+    decoder = _Decoder(loaded, constraint, max_new_tokens=max_new_tokens,
+                       stop_at_json_end=stop_at_json_end,
+                       fast_forward=fast_forward and constraint is not None
+                       and _cache_can_roll_back(loaded.model))
+    finish, prefill_seconds = decoder.run(fresh_ids, past, started)
+    generated = decoder.generated
+    return Generation(text=tokenizer.decode(generated, skip_special_tokens=True),
+                      token_ids=generated, prompt_tokens=len(prompt_ids),
+                      reused_prefix_tokens=len(prompt_ids) - len(fresh_ids),
+                      forward_passes=decoder.forward_passes, forced_tokens=decoder.forced_kept,
                       prefill_seconds=prefill_seconds,
                       total_seconds=time.perf_counter() - started, finish_reason=finish)
+
+
+class _Decoder:
+    """The state of one greedy decode: tokens so far, grammar matcher, counters."""
+
+    def __init__(self, loaded: LoadedModel, constraint: JsonConstraint | None, *,
+                 max_new_tokens: int, stop_at_json_end: bool, fast_forward: bool) -> None:
+        self.loaded, self.constraint = loaded, constraint
+        self.max_new_tokens = max_new_tokens
+        self.stop_at_json_end = stop_at_json_end
+        self.fast_forward = fast_forward
+        self.stop_ids = _stop_ids(loaded)
+        self.matcher = constraint.matcher() if constraint else None
+        self.bitmask = (constraint._xgr.allocate_token_bitmask(1, constraint.vocab_size)
+                        if constraint else None)
+        self.scanner = _JsonEndScanner()
+        self.generated: list[int] = []
+        self.forward_passes = 0
+        self.forced_kept = 0
+
+    def run(self, fresh_ids: list[int], past: Any, started: float) -> tuple[str, float]:
+        """Decode until the answer completes, a stop token, or the budget; (finish, prefill s)."""
+        step_input = list(fresh_ids)
+        prefill_seconds = 0.0
+        with torch.inference_mode():
+            while len(self.generated) < self.max_new_tokens:
+                forced = self._forced() if self.fast_forward else []
+                # logits_to_keep: the prompt's other positions never need the LM head.
+                out = self.loaded.model(
+                    input_ids=torch.tensor([step_input + forced], device=self.loaded.device),
+                    past_key_values=past, use_cache=True, logits_to_keep=len(forced) + 1)
+                self.forward_passes += 1
+                past = out.past_key_values
+                if self.forward_passes == 1:
+                    prefill_seconds = time.perf_counter() - started
+                logits = out.logits[0].float().cpu()  # (len(forced) + 1, V); masks on CPU
+                token, finish = self._verify(forced, logits, past)
+                if finish is not None:
+                    return finish, prefill_seconds
+                step_input = [token]
+        return "length", prefill_seconds
+
+    def _choose(self, logits: torch.Tensor) -> int:
+        """The greedy token for one position (masked by the grammar when constrained)."""
+        if self.matcher is None:
+            return int(torch.argmax(logits))
+        self.matcher.fill_next_token_bitmask(self.bitmask)
+        self.constraint._xgr.apply_token_bitmask_inplace(logits.unsqueeze(0), self.bitmask)
+        if self.max_new_tokens - len(self.generated) <= self.constraint.reserve:
+            closer = _pick_closer(logits, self.constraint.closers)
+            if closer is not None:
+                return closer
+        return int(torch.argmax(logits))
+
+    def _verify(self, forced: list[int], logits: torch.Tensor,
+                past: Any) -> tuple[int, str | None]:
+        """Keep the forced tokens greedy decoding agrees with, then take the next token.
+
+        The forced tokens were accepted by the matcher when proposed; row i of ``logits``
+        predicts forced[i], the last row the token after them.
+        """
+        if forced:
+            self.matcher.rollback(len(forced))
+        for position, proposed in enumerate(forced):
+            choice = self._choose(logits[position])
+            if choice != proposed:
+                past.crop(-(len(forced) - position))  # drop the rejected tokens' keys/values
+                return self._take(choice)
+            self.matcher.accept_token(proposed)
+            self.generated.append(proposed)
+            self.forced_kept += 1
+        return self._take(self._choose(logits[-1]))
+
+    def _take(self, token: int) -> tuple[int, str | None]:
+        """Append the chosen token; the finish reason if decoding ends here."""
+        if token in self.stop_ids:
+            completed = self.matcher is not None and self.matcher.is_completed()
+            return token, "complete" if completed else "stop"
+        if self.matcher is not None:
+            if not self.matcher.accept_token(token):
+                raise GenerationError(f"grammar rejected token {token} at step "
+                                      f"{len(self.generated)}")
+            self.generated.append(token)
+            return token, "complete" if self.matcher.is_completed() else None
+        self.generated.append(token)
+        if self.stop_at_json_end and self.scanner.feed(self.loaded.tokenizer.decode([token])):
+            return token, "complete"
+        return token, None
+
+    def _forced(self) -> list[int]:
+        """Tokens of the text the grammar forces next, accepted by the matcher (to verify).
+
+        Never more than fit before the closing reserve, so no forced position is decoded in
+        closing mode.
+        """
+        room = self.max_new_tokens - self.constraint.reserve - len(self.generated) - 1
+        text = self.matcher.find_jump_forward_string()
+        if not text or room <= 0:
+            return []
+        accepted: list[int] = []
+        for token in self.loaded.tokenizer.encode(text, add_special_tokens=False)[:room]:
+            if not self.matcher.accept_token(token):
+                break
+            accepted.append(token)
+        return accepted
+
+
+def _cache_can_roll_back(model: Any) -> bool:
+    """Only full-attention KV caches can drop their last positions at any length (sliding
+    windows, e.g. Gemma 3's, forget what a rollback would need): fast-forward needs that."""
+    config = getattr(model.config, "text_config", None) or model.config
+    layer_types = getattr(config, "layer_types", None)
+    return not layer_types or all(kind == "full_attention" for kind in layer_types)
 
 
 def _pick_closer(logits: torch.Tensor, closers: list[int]) -> int | None:

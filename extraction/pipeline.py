@@ -53,6 +53,8 @@ class ExtractorConfig(BaseModel):
     strict_grounding: bool = Field(False, description="drop values not found in the source")
     reuse_prefix: bool = Field(True, description="compute the fixed prompt prefix's KV cache "
                                                  "once and reuse it for every document")
+    fast_forward: bool = Field(True, description="append the tokens the schema forces (keys, "
+                                                 "quotes, brackets) without a model step each")
 
 
 @dataclass
@@ -164,8 +166,11 @@ class Extractor:
         prompt = prompting.render(self.loaded.tokenizer, messages)
         out = generation.generate(self.loaded, prompt, constraint=self.constraint,
                                   max_new_tokens=self.config.max_new_tokens,
-                                  prefix=self.prefix_cache)
+                                  prefix=self.prefix_cache,
+                                  fast_forward=self.config.fast_forward)
         return out.text, {"prompt_tokens": out.prompt_tokens, "new_tokens": len(out.token_ids),
+                          "forward_passes": out.forward_passes,
+                          "forced_tokens": out.forced_tokens,
                           "reused_prefix_tokens": out.reused_prefix_tokens,
                           "seconds": round(out.total_seconds, 4),
                           "finish_reason": out.finish_reason,

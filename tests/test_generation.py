@@ -74,3 +74,36 @@ def test_prefix_that_does_not_match_is_not_used(tiny_model):
     prefix = generation.PrefixCache(tiny_model, "Some other prefix entirely")
     out = generation.generate(tiny_model, "A prompt", max_new_tokens=5, prefix=prefix)
     assert out.reused_prefix_tokens == 0
+
+
+@pytest.mark.parametrize("schema", ["doping", "general"])
+def test_fast_forward_gives_the_greedy_answer(tiny_model, schema):
+    """Forced tokens are verified against the model's own choice, so the answer is unchanged
+    whether they were proposed or not (random weights reject many: rollback is exercised)."""
+    spec = get_schema(schema)
+    constraint = generation.JsonConstraint(tiny_model, spec.json_schema())
+    forced = 0
+    for text in ["Mn-doped ZnO.", "TiO2 anatase films for photocatalysis.", "Nothing here."]:
+        prompt = prompting.render(tiny_model.tokenizer, prompting.build_messages(spec, text))
+        plain = generation.generate(tiny_model, prompt, constraint=constraint,
+                                    max_new_tokens=120)
+        fast = generation.generate(tiny_model, prompt, constraint=constraint,
+                                   max_new_tokens=120, fast_forward=True)
+        assert fast.token_ids == plain.token_ids and fast.finish_reason == plain.finish_reason
+        assert plain.forced_tokens == 0
+        assert plain.forward_passes == len(plain.token_ids) + (plain.finish_reason != "complete")
+        # One pass per model-chosen token, plus at most one that only verifies a forced end.
+        assert fast.forward_passes - plain.forward_passes + fast.forced_tokens in (0, 1)
+        forced += fast.forced_tokens
+    assert forced > 0  # "{" and the first key are forced and agree with the grammar's only path
+
+
+def test_fast_forward_is_off_for_sliding_window_caches(tiny_model):
+    config = tiny_model.model.config
+    saved = getattr(config, "layer_types", None)
+    try:
+        config.layer_types = ["sliding_attention"] * config.num_hidden_layers
+        assert not generation._cache_can_roll_back(tiny_model.model)
+    finally:
+        config.layer_types = saved
+    assert generation._cache_can_roll_back(tiny_model.model)
