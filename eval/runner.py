@@ -220,27 +220,40 @@ def result_line(task: Task, example: TaskExample, extraction: Extraction | None,
     }
 
 
-def _extract(extractor: Extractor, task: Task, example: TaskExample, *,
-             tolerate: bool) -> dict[str, Any]:
-    """Run and score one example. A GenerationError is this text's failure (scored as no
-    answer) once the configuration has worked at least once; before that it is the
-    configuration's (e.g. a token budget too small for the schema) and stops the run."""
+def _extract(extractor: Extractor, task: Task, examples: Sequence[TaskExample], *,
+             tolerate: bool) -> list[dict[str, Any]]:
+    """Run and score a group of examples (their first answers are decoded as one batch;
+    ``seconds`` is each example's share of the group's time).
+
+    A GenerationError is a text's failure (scored as no answer) once the configuration has
+    worked at least once; before that it is the configuration's (e.g. a token budget too
+    small for the schema) and stops the run. Inside a group it is found by running the
+    group's examples one at a time."""
     started = time.perf_counter()
+    documents = [Document.from_text(e.text, source=e.id) for e in examples]
     try:
-        extraction = extractor.extract(Document.from_text(example.text, source=example.id))
-        error = None
-    except GenerationError as exc:
-        if not tolerate:
+        extractions: list[Any] = extractor.extract_group(documents)
+        errors: list[str | None] = [None] * len(examples)
+    except GenerationError:
+        if len(examples) == 1 and not tolerate:
             raise
-        extraction, error = None, str(exc)
-    line = result_line(task, example, extraction, seconds=time.perf_counter() - started,
-                       error=error)
-    line["rss_mb"] = _rss_mb()
-    if extractor.loaded.device.startswith("cuda"):
-        import torch
-        line["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    line["finished_at"] = time.time()
-    return line
+        if len(examples) == 1:
+            extractions, errors = [None], [str(sys.exc_info()[1])]
+        else:
+            return [line for example in examples
+                    for line in _extract(extractor, task, [example], tolerate=tolerate)]
+    share = (time.perf_counter() - started) / len(examples)
+    lines = []
+    for example, extraction, error in zip(examples, extractions, errors):
+        line = result_line(task, example, extraction, seconds=share, error=error)
+        line["rss_mb"] = _rss_mb()
+        line["batch_rows"] = len(examples)
+        if extractor.loaded.device.startswith("cuda"):
+            import torch
+            line["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        line["finished_at"] = time.time()
+        lines.append(line)
+    return lines
 
 
 # --- the grid run -----------------------------------------------------------------------------
@@ -322,12 +335,13 @@ def run_grid(task: Task, grid: Sequence[tuple[ExtractorConfig, dict]], *, out: P
                 tqdm(total=len(selected), initial=len(selected) - len(todo), desc=_short(rid),
                      unit="ex", disable=not progress, file=sys.stderr) as bar:
             worked = any(not row.get("exception") for row in read_lines(results)[0])
-            for example in todo:
-                line = _extract(extractor, task, example, tolerate=worked)
-                worked = worked or not line["exception"]
-                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-                bar.update()
+            for offset in range(0, len(todo), config.batch_size):
+                group = todo[offset:offset + config.batch_size]
+                for line in _extract(extractor, task, group, tolerate=worked):
+                    worked = worked or not line["exception"]
+                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    bar.update()
     _release(loaded)
     return [run_id(task.name, config, options) for config, options in grid]

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from extraction.decoding import BatchDecoder
 from extraction.errors import GenerationError
 from extraction.models import LoadedModel
 from extraction.schemas.base import skeleton
@@ -113,12 +114,17 @@ class PrefixCache:
                                use_cache=True, logits_to_keep=1)
         self.cache = out.past_key_values
 
-    def split(self, input_ids: list[int]) -> tuple[Any, list[int]] | None:
-        """(a private copy of the cache, the tokens after the prefix), or None if no match."""
+    def matches(self, input_ids: list[int]) -> bool:
+        """Whether a prompt starts with the prefix (and goes on after it)."""
         n = len(self.ids)
-        if len(input_ids) <= n or input_ids[:n] != self.ids:
-            return None
-        return copy.deepcopy(self.cache), input_ids[n:]
+        return len(input_ids) > n and input_ids[:n] == self.ids
+
+    def copies(self, rows: int) -> Any:
+        """A private cache holding the prefix once per batch row."""
+        cache = copy.deepcopy(self.cache)
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
+        return cache
 
 
 def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | None = None,
@@ -136,132 +142,42 @@ def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | N
     chosen, the rest is rolled back and the model's choice is taken. The answer is therefore
     the greedy answer, with fewer forward passes.
     """
+    return generate_many(loaded, [prompt], constraint=constraint,
+                         max_new_tokens=max_new_tokens, stop_at_json_end=stop_at_json_end,
+                         prefix=prefix, fast_forward=fast_forward)[0]
+
+
+def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
+                  constraint: JsonConstraint | None = None, max_new_tokens: int = 512,
+                  stop_at_json_end: bool = True, prefix: PrefixCache | None = None,
+                  fast_forward: bool = False) -> list[Generation]:
+    """Greedy-decode several prompts in one batch (one grammar matcher per sequence).
+
+    Each answer is the one ``generate`` gives for its prompt alone, up to floating-point
+    differences of batched arithmetic; rows leave the batch as they finish. The prefix
+    cache is used when every prompt starts with it.
+    """
     if constraint is not None and max_new_tokens <= constraint.reserve:
         raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for this schema",
                               hint=f"use more than {constraint.reserve} (the tokens needed to "
                                    "close an answer from any point)")
     started = time.perf_counter()
-    tokenizer = loaded.tokenizer
-    prompt_ids: list[int] = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    reused = prefix.split(prompt_ids) if prefix is not None else None
-    past, fresh_ids = reused if reused is not None else (None, prompt_ids)
-    decoder = _Decoder(loaded, constraint, max_new_tokens=max_new_tokens,
-                       stop_at_json_end=stop_at_json_end,
-                       fast_forward=fast_forward and constraint is not None
-                       and _cache_can_roll_back(loaded.model))
-    finish, prefill_seconds = decoder.run(fresh_ids, past, started)
-    generated = decoder.generated
-    return Generation(text=tokenizer.decode(generated, skip_special_tokens=True),
-                      token_ids=generated, prompt_tokens=len(prompt_ids),
-                      reused_prefix_tokens=len(prompt_ids) - len(fresh_ids),
-                      forward_passes=decoder.forward_passes, forced_tokens=decoder.forced_kept,
-                      prefill_seconds=prefill_seconds,
-                      total_seconds=time.perf_counter() - started, finish_reason=finish)
-
-
-class _Decoder:
-    """The state of one greedy decode: tokens so far, grammar matcher, counters."""
-
-    def __init__(self, loaded: LoadedModel, constraint: JsonConstraint | None, *,
-                 max_new_tokens: int, stop_at_json_end: bool, fast_forward: bool) -> None:
-        self.loaded, self.constraint = loaded, constraint
-        self.max_new_tokens = max_new_tokens
-        self.stop_at_json_end = stop_at_json_end
-        self.fast_forward = fast_forward
-        self.stop_ids = _stop_ids(loaded)
-        self.matcher = constraint.matcher() if constraint else None
-        self.bitmask = (constraint._xgr.allocate_token_bitmask(1, constraint.vocab_size)
-                        if constraint else None)
-        self.scanner = _JsonEndScanner()
-        self.generated: list[int] = []
-        self.forward_passes = 0
-        self.forced_kept = 0
-
-    def run(self, fresh_ids: list[int], past: Any, started: float) -> tuple[str, float]:
-        """Decode until the answer completes, a stop token, or the budget; (finish, prefill s)."""
-        step_input = list(fresh_ids)
-        prefill_seconds = 0.0
-        with torch.inference_mode():
-            while len(self.generated) < self.max_new_tokens:
-                forced = self._forced() if self.fast_forward else []
-                # logits_to_keep: the prompt's other positions never need the LM head.
-                out = self.loaded.model(
-                    input_ids=torch.tensor([step_input + forced], device=self.loaded.device),
-                    past_key_values=past, use_cache=True, logits_to_keep=len(forced) + 1)
-                self.forward_passes += 1
-                past = out.past_key_values
-                if self.forward_passes == 1:
-                    prefill_seconds = time.perf_counter() - started
-                logits = out.logits[0].float().cpu()  # (len(forced) + 1, V); masks on CPU
-                token, finish = self._verify(forced, logits, past)
-                if finish is not None:
-                    return finish, prefill_seconds
-                step_input = [token]
-        return "length", prefill_seconds
-
-    def _choose(self, logits: torch.Tensor) -> int:
-        """The greedy token for one position (masked by the grammar when constrained)."""
-        if self.matcher is None:
-            return int(torch.argmax(logits))
-        self.matcher.fill_next_token_bitmask(self.bitmask)
-        self.constraint._xgr.apply_token_bitmask_inplace(logits.unsqueeze(0), self.bitmask)
-        if self.max_new_tokens - len(self.generated) <= self.constraint.reserve:
-            closer = _pick_closer(logits, self.constraint.closers)
-            if closer is not None:
-                return closer
-        return int(torch.argmax(logits))
-
-    def _verify(self, forced: list[int], logits: torch.Tensor,
-                past: Any) -> tuple[int, str | None]:
-        """Keep the forced tokens greedy decoding agrees with, then take the next token.
-
-        The forced tokens were accepted by the matcher when proposed; row i of ``logits``
-        predicts forced[i], the last row the token after them.
-        """
-        if forced:
-            self.matcher.rollback(len(forced))
-        for position, proposed in enumerate(forced):
-            choice = self._choose(logits[position])
-            if choice != proposed:
-                past.crop(-(len(forced) - position))  # drop the rejected tokens' keys/values
-                return self._take(choice)
-            self.matcher.accept_token(proposed)
-            self.generated.append(proposed)
-            self.forced_kept += 1
-        return self._take(self._choose(logits[-1]))
-
-    def _take(self, token: int) -> tuple[int, str | None]:
-        """Append the chosen token; the finish reason if decoding ends here."""
-        if token in self.stop_ids:
-            completed = self.matcher is not None and self.matcher.is_completed()
-            return token, "complete" if completed else "stop"
-        if self.matcher is not None:
-            if not self.matcher.accept_token(token):
-                raise GenerationError(f"grammar rejected token {token} at step "
-                                      f"{len(self.generated)}")
-            self.generated.append(token)
-            return token, "complete" if self.matcher.is_completed() else None
-        self.generated.append(token)
-        if self.stop_at_json_end and self.scanner.feed(self.loaded.tokenizer.decode([token])):
-            return token, "complete"
-        return token, None
-
-    def _forced(self) -> list[int]:
-        """Tokens of the text the grammar forces next, accepted by the matcher (to verify).
-
-        Never more than fit before the closing reserve, so no forced position is decoded in
-        closing mode.
-        """
-        room = self.max_new_tokens - self.constraint.reserve - len(self.generated) - 1
-        text = self.matcher.find_jump_forward_string()
-        if not text or room <= 0:
-            return []
-        accepted: list[int] = []
-        for token in self.loaded.tokenizer.encode(text, add_special_tokens=False)[:room]:
-            if not self.matcher.accept_token(token):
-                break
-            accepted.append(token)
-        return accepted
+    encoded = [loaded.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    shared = prefix is not None and all(prefix.matches(ids) for ids in encoded)
+    past, start = (prefix.copies(len(encoded)), len(prefix.ids)) if shared else (None, 0)
+    decoder = BatchDecoder(loaded, constraint, max_new_tokens=max_new_tokens,
+                           stop_at_json_end=stop_at_json_end,
+                           fast_forward=fast_forward and _cache_can_roll_back(loaded.model),
+                           stop_ids=_stop_ids(loaded))
+    rows = [decoder.new_row(ids[start:], start) for ids in encoded]
+    prefill_seconds = decoder.run(rows, past, start)
+    total = time.perf_counter() - started
+    return [Generation(text=loaded.tokenizer.decode(row.generated, skip_special_tokens=True),
+                       token_ids=row.generated, prompt_tokens=len(ids),
+                       reused_prefix_tokens=start, forward_passes=row.forward_passes,
+                       forced_tokens=row.forced_kept, prefill_seconds=prefill_seconds,
+                       total_seconds=total, finish_reason=row.finish or "length")
+            for row, ids in zip(rows, encoded)]
 
 
 def _cache_can_roll_back(model: Any) -> bool:
@@ -270,44 +186,6 @@ def _cache_can_roll_back(model: Any) -> bool:
     config = getattr(model.config, "text_config", None) or model.config
     layer_types = getattr(config, "layer_types", None)
     return not layer_types or all(kind == "full_attention" for kind in layer_types)
-
-
-def _pick_closer(logits: torch.Tensor, closers: list[int]) -> int | None:
-    """In closing mode: the first allowed closing token, else None (let the model choose)."""
-    for token in closers:
-        if torch.isfinite(logits[token]):
-            return token
-    return None
-
-
-class _JsonEndScanner:
-    """Tracks braces outside strings to stop unconstrained output at the end of the object."""
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.in_string = False
-        self.escaped = False
-        self.started = False
-
-    def feed(self, piece: str) -> bool:
-        for char in piece:
-            if self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif char == "\\":
-                    self.escaped = True
-                elif char == '"':
-                    self.in_string = False
-            elif char == '"':
-                self.in_string = True
-            elif char in "{[":
-                self.depth += 1
-                self.started = True
-            elif char in "}]":
-                self.depth -= 1
-                if self.started and self.depth <= 0:
-                    return True
-        return False
 
 
 def choose(loaded: LoadedModel, prompt: str, options: Sequence[str]) -> str:

@@ -53,6 +53,8 @@ class ExtractorConfig(BaseModel):
     strict_grounding: bool = Field(False, description="drop values not found in the source")
     reuse_prefix: bool = Field(True, description="compute the fixed prompt prefix's KV cache "
                                                  "once and reuse it for every document")
+    batch_size: int = Field(8, ge=1, le=64, description="texts whose first answers are "
+                            "decoded together (extract_many); greedy answers do not change")
     fast_forward: bool = Field(True, description="append the tokens the schema forces (keys, "
                                                  "quotes, brackets) without a model step each")
 
@@ -105,20 +107,50 @@ class Extractor:
     # -- public ------------------------------------------------------------------------------
 
     def extract(self, document: Document) -> Extraction:
+        return self.extract_group([document])[0]
+
+    def extract_many(self, documents: Iterable[Document]) -> Iterator[Extraction]:
+        """Extract in groups of ``config.batch_size`` documents, yielding in input order."""
+        group: list[Document] = []
+        for document in documents:
+            group.append(document)
+            if len(group) == self.config.batch_size:
+                yield from self.extract_group(group)
+                group = []
+        if group:
+            yield from self.extract_group(group)
+
+    def extract_group(self, documents: Sequence[Document]) -> list[Extraction]:
+        """Extract several documents; the first answers of all their windows are decoded in
+        batches, Reflexion retries one window at a time."""
         started = time.perf_counter()
-        result = Extraction(
-            source=document.source, sha256=document.sha256,
-            schema={"name": self.spec.name, "version": self.spec.version},
-            model={"name": self.loaded.name, "adapter": self.loaded.adapter,
-                   "precision": self.loaded.precision, "device": self.loaded.device})
+        results, plans = [], []
+        for document in documents:
+            window_started = time.perf_counter()
+            windows = self._windows(document)
+            results.append(Extraction(
+                source=document.source, sha256=document.sha256,
+                schema={"name": self.spec.name, "version": self.spec.version},
+                model={"name": self.loaded.name, "adapter": self.loaded.adapter,
+                       "precision": self.loaded.precision, "device": self.loaded.device},
+                timings={"retrieval_s": round(time.perf_counter() - window_started, 4)}))
+            plans.append(windows)
+        texts = [window.text for windows in plans for window in windows]
+        firsts = iter(self._first_attempts(texts))
+        for document, windows, result in zip(documents, plans, results):
+            self._finish(document, windows, [next(firsts) for _ in windows], result)
+            result.timings["total_s"] = round(time.perf_counter() - started, 4)
+        return results
+
+    def _finish(self, document: Document, windows: list[retrieval.Window],
+                firsts: list[tuple[str, dict[str, Any]]], result: Extraction) -> None:
+        """Reflexion per window (from its first answer), grounding and evidence."""
         grounder = Grounder(document)
-        windows = self._windows(document)
-        result.timings["retrieval_s"] = round(time.perf_counter() - started, 4)
-        for window in windows:
+        for window, first in zip(windows, firsts):
             best, attempts = reflexion.run(
                 self.spec, window.text, grounder,
                 generate=lambda feedback, w=window: self._attempt(w.text, feedback),
-                max_attempts=self.config.max_attempts,
+                max_attempts=self.config.max_attempts, first=first,
                 reflect=(lambda a, w=window: self._reflect(w.text, a))
                 if self.config.reflect_with_model else None,
                 critique=(lambda raw, w=window: self._critique(w.text, raw))
@@ -137,12 +169,6 @@ class Extractor:
         self._attach_evidence(document, grounder, result)
         result.timings["generation_s"] = round(sum(
             a["generation"].get("seconds", 0.0) for t in result.trace for a in t["attempts"]), 4)
-        result.timings["total_s"] = round(time.perf_counter() - started, 4)
-        return result
-
-    def extract_many(self, documents: Iterable[Document]) -> Iterator[Extraction]:
-        for document in documents:
-            yield self.extract(document)
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -160,21 +186,43 @@ class Extractor:
             index.save(self.config.index_dir)  # a new document was indexed: keep it
         return windows
 
+    def _first_attempts(self, texts: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        """First answers (no feedback) for many texts, ``batch_size`` at a time."""
+        answers = []
+        size = self.config.batch_size
+        for offset in range(0, len(texts), size):
+            batch = texts[offset:offset + size]
+            messages = [prompting.build_messages(self.spec, text, examples=self.examples)
+                        for text in batch]
+            answers += self._decode(messages, with_feedback=False)
+        return answers
+
     def _attempt(self, text: str, feedback: Any) -> tuple[str, dict[str, Any]]:
         messages = prompting.build_messages(self.spec, text, examples=self.examples,
                                             feedback=feedback)
-        prompt = prompting.render(self.loaded.tokenizer, messages)
-        out = generation.generate(self.loaded, prompt, constraint=self.constraint,
-                                  max_new_tokens=self.config.max_new_tokens,
-                                  prefix=self.prefix_cache,
-                                  fast_forward=self.config.fast_forward)
-        return out.text, {"prompt_tokens": out.prompt_tokens, "new_tokens": len(out.token_ids),
-                          "forward_passes": out.forward_passes,
-                          "forced_tokens": out.forced_tokens,
-                          "reused_prefix_tokens": out.reused_prefix_tokens,
-                          "seconds": round(out.total_seconds, 4),
-                          "finish_reason": out.finish_reason,
-                          "feedback_in_prompt": messages[-1]["content"] if feedback else None}
+        return self._decode([messages], with_feedback=bool(feedback))[0]
+
+    def _decode(self, conversations: list[list[dict[str, str]]], *,
+                with_feedback: bool) -> list[tuple[str, dict[str, Any]]]:
+        """Constrained answers for rendered conversations, with each one's decode figures.
+
+        In a batch, ``seconds`` is the row's share of the batch's time."""
+        prompts = [prompting.render(self.loaded.tokenizer, m) for m in conversations]
+        outs = generation.generate_many(self.loaded, prompts, constraint=self.constraint,
+                                        max_new_tokens=self.config.max_new_tokens,
+                                        prefix=self.prefix_cache,
+                                        fast_forward=self.config.fast_forward)
+        return [(out.text, {"prompt_tokens": out.prompt_tokens,
+                            "new_tokens": len(out.token_ids),
+                            "forward_passes": out.forward_passes,
+                            "forced_tokens": out.forced_tokens,
+                            "reused_prefix_tokens": out.reused_prefix_tokens,
+                            "seconds": round(out.total_seconds / len(outs), 4),
+                            "batch_rows": len(outs),
+                            "finish_reason": out.finish_reason,
+                            "feedback_in_prompt": messages[-1]["content"] if with_feedback
+                            else None})
+                for out, messages in zip(outs, conversations)]
 
     def _reflect(self, text: str, attempt: reflexion.Attempt) -> str:
         prompt = prompting.render(self.loaded.tokenizer,

@@ -96,12 +96,17 @@ ReflectFn = Callable[["Attempt"], str]
 
 def run(spec: SchemaSpec, text: str, grounder: Grounder, *, generate: GenerateFn,
         max_attempts: int = 2, reflect: ReflectFn | None = None,
-        critique: CritiqueFn | None = None) -> tuple[Attempt, list[Attempt]]:
-    """Attempt, evaluate, reflect, retry; return (best attempt, all attempts)."""
+        critique: CritiqueFn | None = None,
+        first: tuple[str, dict[str, Any]] | None = None) -> tuple[Attempt, list[Attempt]]:
+    """Attempt, evaluate, reflect, retry; return (best attempt, all attempts).
+
+    ``first`` is a first answer (raw, stats) already generated, e.g. in a batch with other
+    texts' first answers; retries still call ``generate``.
+    """
     attempts: list[Attempt] = []
     feedback: list[str] = []
     for number in range(1, max_attempts + 1):
-        raw, stats = generate(feedback)
+        raw, stats = first if (number == 1 and first is not None) else generate(feedback)
         checked, signals = evaluate(spec, raw, text, grounder)
         attempt = Attempt(number=number, feedback=list(feedback), raw=raw,
                           record=checked.record, generation=stats, **signals)

@@ -99,13 +99,13 @@ def test_resume_redoes_only_torn_and_missing_examples(grid_dir, tiny_model_dirs,
     untouched = second.read_text()
 
     calls = []
-    original = Extractor.extract
+    original = Extractor.extract_group
 
-    def counting(self, document):
-        calls.append(document.source)
-        return original(self, document)
+    def counting(self, documents):
+        calls.extend(document.source for document in documents)
+        return original(self, documents)
 
-    monkeypatch.setattr(Extractor, "extract", counting)
+    monkeypatch.setattr(Extractor, "extract_group", counting)
     _run(tiny_model_dirs["llama"], folder)
 
     assert sorted(calls) == sorted(json.loads(lines[i])["id"] for i in (1, 2))

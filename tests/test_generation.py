@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from extraction import generation, prompting
+from extraction import decoding, generation, prompting
 from extraction.errors import GenerationError
 from extraction.schemas import get_schema
 
@@ -44,7 +44,7 @@ def test_generation_is_deterministic(tiny_model):
     (['{"a":"\\"}"', "}"], 1),
 ])
 def test_json_end_scanner(pieces, ends_at):
-    scanner = generation._JsonEndScanner()
+    scanner = decoding.JsonEndScanner()
     ended = [scanner.feed(piece) for piece in pieces]
     assert ended.index(True) == ends_at
 
@@ -107,3 +107,27 @@ def test_fast_forward_is_off_for_sliding_window_caches(tiny_model):
     finally:
         config.layer_types = saved
     assert generation._cache_can_roll_back(tiny_model.model)
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_batched_generation_matches_one_at_a_time(tiny_model, constrained):
+    """Rows of different lengths share a padded batch and leave it as they finish; each
+    answer is the one its prompt gets alone (with the prefix cache and fast-forward on)."""
+    spec = get_schema("doping")
+    constraint = generation.JsonConstraint(tiny_model, spec.json_schema()) if constrained \
+        else None
+    prefix = generation.PrefixCache(tiny_model,
+                                    prompting.fixed_prefix(tiny_model.tokenizer, spec))
+    texts = ["Mn-doped ZnO.", "Nothing here at all, just a longer sentence about furnaces.",
+             "Er3+ and Yb3+ co-doped NaYF4 nanocrystals.", "Ga:ZnO"]
+    prompts = [prompting.render(tiny_model.tokenizer, prompting.build_messages(spec, t))
+               for t in texts]
+    budgets = {"max_new_tokens": 90, "constraint": constraint, "prefix": prefix,
+               "fast_forward": True}
+    together = generation.generate_many(tiny_model, prompts, **budgets)
+    alone = [generation.generate(tiny_model, p, **budgets) for p in prompts]
+    assert [g.token_ids for g in together] == [g.token_ids for g in alone]
+    assert [g.finish_reason for g in together] == [g.finish_reason for g in alone]
+    assert all(g.reused_prefix_tokens == len(prefix.ids) for g in together)
+    if constrained:  # random weights never close unconstrained JSON: all hit the budget
+        assert len({len(g.token_ids) for g in together}) > 1  # rows finished apart

@@ -92,3 +92,21 @@ def test_strict_grounding_drops_every_ungrounded_value(tiny_model):
     result = extractor.extract(document)
     assert result.ungrounded == []
     get_schema("doping").model.model_validate(result.records[0])
+
+
+def test_documents_extracted_together_match_one_at_a_time(tiny_model):
+    """extract_many decodes first answers in batches; the records and the attempts' answers
+    are those of extracting each document alone."""
+    config = ExtractorConfig(model=tiny_model.name, schema_name="doping", max_new_tokens=96,
+                             batch_size=3, max_attempts=2)
+    extractor = Extractor(config, loaded=tiny_model)
+    documents = [Document.from_text(text, source=f"doc{i}")
+                 for i, text in enumerate(TEXTS + [INJECTION, "Nothing doped here."])]
+    together = list(extractor.extract_many(documents))
+    alone = [extractor.extract(document) for document in documents]
+    assert [r.source for r in together] == [d.source for d in documents]
+    assert [r.records for r in together] == [r.records for r in alone]
+    assert [[a["raw"] for t in r.trace for a in t["attempts"]] for r in together] == \
+        [[a["raw"] for t in r.trace for a in t["attempts"]] for r in alone]
+    rows = [t["attempts"][0]["generation"]["batch_rows"] for r in together for t in r.trace]
+    assert rows == [3, 3, 3, 1]
