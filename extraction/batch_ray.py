@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from extraction.batch import Outcome, WorkItem, extract_item, fingerprint, load_item
+from extraction.batch import Outcome, WorkItem, extract_items, fingerprint, load_item
 from extraction.errors import ConfigError, MatextractError
 
 if TYPE_CHECKING:
@@ -67,14 +67,20 @@ class ExtractionActor:
         self.fingerprint = fingerprint(parsed)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        results = []
+        outcomes, parsed = [], []
         for text in batch["item"]:
             item = WorkItem.from_json(json.loads(text))
             docs, failed = load_item(item)
-            outcomes = [failed] if failed is not None else extract_item(
-                self.extractor, item, docs, self.fingerprint)
-            results.extend(json.dumps(o.__dict__, ensure_ascii=False) for o in outcomes)
-        return {"outcome": results}
+            if failed is not None:
+                outcomes.append(failed)
+            else:
+                parsed.append((item, docs))
+        # The Ray batch's documents are decoded together, config.batch_size at a time.
+        size = self.extractor.config.batch_size
+        for offset in range(0, len(parsed), size):
+            outcomes += extract_items(self.extractor, parsed[offset:offset + size],
+                                      self.fingerprint)
+        return {"outcome": [json.dumps(o.__dict__, ensure_ascii=False) for o in outcomes]}
 
 
 def _start(options: RayOptions) -> bool:
@@ -146,8 +152,13 @@ def iter_ray(items: list[WorkItem], config: ExtractorConfig, *, options: RayOpti
         context.enable_progress_bars = False  # the batch has its own bar
         context.print_on_execution_start = False
         rows = [{"item": json.dumps(item.to_json(), ensure_ascii=False)} for item in items]
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-            ExtractionActor, batch_size=1,
+        # Blocks of batch_size files: an actor decodes a block's documents together, and
+        # results come back (and are written durably) a block at a time.
+        # (at least one block per actor, so small jobs still use every actor).
+        blocks = min(len(rows), max(actors, math.ceil(len(rows) / config.batch_size)))
+        per_block = math.ceil(len(rows) / max(blocks, 1))
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+            ExtractionActor, batch_size=min(config.batch_size, per_block),
             fn_constructor_kwargs={"config": config.model_dump(mode="json"),
                                    "threads": max(1, math.floor(cpus))},
             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, num_gpus=gpus)

@@ -19,6 +19,7 @@ from extraction.batch.inputs import (
     Plan,
     WorkItem,
     extract_item,
+    extract_items,
     load_item,
     plan,
     walk_folder,
@@ -27,5 +28,5 @@ from extraction.batch.local import iter_local
 from extraction.batch.output import OutputPaths, fingerprint, locked, open_output
 
 __all__ = ["ENGINES", "BatchOptions", "BatchSummary", "Outcome", "OutputPaths", "Plan",
-           "WorkItem", "extract_item", "fingerprint", "iter_local", "load_item", "locked",
+           "WorkItem", "extract_item", "extract_items", "fingerprint", "iter_local", "load_item", "locked",
            "open_output", "plan", "run_batch", "walk_folder"]

@@ -238,6 +238,28 @@ def load_item(item: WorkItem) -> tuple[list[Document], Outcome | None]:
                            copies=item.copies)
 
 
+def extract_items(extractor: Extractor, parsed: list[tuple[WorkItem, list[Document]]],
+                  fingerprint_: str) -> list[Outcome]:
+    """Extract several items' documents together (first answers decoded as one batch); if
+    one document fails, the group is redone one item at a time so only it fails."""
+    documents = [doc for _, docs in parsed for doc in docs]
+    if len(parsed) > 1:
+        try:
+            lines = iter(extractor.extract_group(documents))
+        except MatextractError:
+            return [o for item, docs in parsed for o in extract_item(extractor, item, docs,
+                                                                      fingerprint_)]
+        outcomes = []
+        for item, docs in parsed:
+            for _ in docs:
+                line = next(lines).to_dict()
+                line["fingerprint"] = fingerprint_
+                outcomes.append(Outcome(item.sha256, line=line))
+        return outcomes
+    return [o for item, docs in parsed for o in extract_item(extractor, item, docs,
+                                                              fingerprint_)]
+
+
 def extract_item(extractor: Extractor, item: WorkItem, docs: list[Document],
                  fingerprint_: str) -> list[Outcome]:
     """Extract the item's documents. A MatextractError (e.g. a generation budget exhausted) is

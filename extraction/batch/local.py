@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from extraction.batch.inputs import Event, Outcome, WorkItem, extract_item, load_item
+from extraction.batch.inputs import Event, Outcome, WorkItem, extract_items, load_item
 from extraction.batch.output import fingerprint
 from extraction.types import Document
 
@@ -85,6 +85,7 @@ def iter_local(items: list[WorkItem], config: ExtractorConfig, *, parse_workers:
 
     fp = fingerprint(config)
     extractor = None
+    group: list[tuple[WorkItem, list[Document]]] = []
     for item, docs, failed in _parsed(items, parse_workers):
         if failed is not None:
             yield failed
@@ -94,6 +95,12 @@ def iter_local(items: list[WorkItem], config: ExtractorConfig, *, parse_workers:
             report({"event": "model_loaded", "model": extractor.loaded.name,
                     "device": extractor.loaded.device,
                     "seconds": round(extractor.load_seconds, 3)})
-        yield from extract_item(extractor, item, docs, fp)
+        group.append((item, docs))
+        # Documents are decoded batch_size at a time: a kill loses at most that group.
+        if sum(len(d) for _, d in group) >= config.batch_size:
+            yield from extract_items(extractor, group, fp)
+            group = []
+    if group and extractor is not None:
+        yield from extract_items(extractor, group, fp)
 
 
