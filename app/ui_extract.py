@@ -26,7 +26,7 @@ from extraction.schemas import builtin_names, get_schema
 from extraction.settings import home_dir
 
 MODEL_FOLDER = "Local model folder…"
-ADAPTER_NONE, ADAPTER_FOLDER = "none", "Adapter folder…"
+ADAPTER_AUTO, ADAPTER_NONE, ADAPTER_FOLDER = "auto", "none", "Adapter folder…"
 SCHEMA_UPLOAD = "Upload a JSON Schema…"
 SOURCES = ("Upload files", "Paste text", "Sample documents")
 
@@ -68,7 +68,7 @@ def sidebar_config() -> ExtractorConfig | None:
         schema_ref = _schema_picker()
         st.header("Model")
         model = _model_picker()
-        adapter = _adapter_picker()
+        adapter = _adapter_picker(model, schema_ref)
         precision = st.selectbox(
             "Precision", models.PRECISIONS, key="precision",
             help="auto: float32 on CPU (bf16 is slow on most CPUs), bfloat16 on CUDA. "
@@ -167,10 +167,17 @@ def _model_picker() -> str:
     return choice
 
 
-def _adapter_picker() -> str | None:
+def _adapter_picker(model: str | None, schema_ref: str | None) -> str | None:
     shipped = models.shipped_adapters()
-    choice = st.selectbox("LoRA adapter", [ADAPTER_NONE, *shipped, ADAPTER_FOLDER],
-                          key="adapter_choice", help="trained with 'matextract finetune'")
+    choice = st.selectbox("LoRA adapter", [ADAPTER_AUTO, ADAPTER_NONE, *shipped, ADAPTER_FOLDER],
+                          key="adapter_choice",
+                          help="trained with 'matextract finetune'; auto: the adapter shipped "
+                               "for this model and schema, if any")
+    if choice == ADAPTER_AUTO:
+        found = models.default_adapter(model, schema_ref) if model and schema_ref else None
+        st.caption(f"auto: {found}" if found else "auto: no shipped adapter for this model "
+                   "and schema; the base model is used")
+        return ADAPTER_AUTO
     if choice == ADAPTER_NONE:
         return None
     if choice == ADAPTER_FOLDER:

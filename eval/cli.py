@@ -24,7 +24,9 @@ def run_eval(
     models: Annotated[Optional[list[str]], typer.Option(
         "--model", help="registry name or model folder; repeat for several")] = None,
     adapters: Annotated[Optional[list[str]], typer.Option(
-        "--adapter", help="LoRA adapter folder, or 'none'; repeat for several")] = None,
+        "--adapter", help="LoRA adapter folder or shipped name, 'none' for the base model, "
+                          "'auto' (default): the shipped adapter for the model and task, if "
+                          "any; repeat for several")] = None,
     set_options: Annotated[Optional[list[str]], typer.Option(
         "--set", help="OPTION=V1,V2 (any ExtractorConfig field), e.g. max_attempts=1,2; "
                       "repeat for a grid")] = None,
@@ -43,7 +45,7 @@ def run_eval(
 
         chosen = list(models or [DEFAULT_MODEL])
         chosen_adapters: list[str | None] = [
-            None if not a or a.lower() == "none" else a for a in adapters or ["none"]]
+            None if not a or a.lower() == "none" else a for a in adapters or ["auto"]]
         grid_options = parse_options(set_options or [])
         check_models(chosen, chosen_adapters)
         loaded_task = load_task(task)

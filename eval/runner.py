@@ -92,9 +92,8 @@ def check_models(model_names: Sequence[str], adapters: Sequence[str | None]) -> 
                                      hint=f"known models: {', '.join(models.MODELS)}; "
                                           "or a local Hugging Face model folder")
     for adapter in adapters:
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
-            raise ModelNotFoundError(f"adapter {adapter!r} not found (no adapter_config.json)",
-                                     hint="pass a LoRA adapter folder, or 'none'")
+        if adapter not in (None, models.AUTO_ADAPTER):
+            models.resolve_adapter(adapter)  # raises with the shipped names as a hint
 
 
 def run_id(task_name: str, config: ExtractorConfig, options: Mapping[str, Any]) -> str:

@@ -186,7 +186,7 @@ def score_prediction(task: Task, example: TaskExample,
 # --- built-in tasks ------------------------------------------------------------------------
 
 def load_task(name: str) -> Task:
-    """``doping`` | ``general:K`` | ``mof:K`` | ``jsonl:PATH``."""
+    """``doping`` | ``general:K`` | ``mof:K`` | ``jsonl:PATH`` | ``heldout:ADAPTER``."""
     kind, _, arg = name.partition(":")
     if kind == "doping" and not arg:
         return _doping_task(name)
@@ -197,7 +197,32 @@ def load_task(name: str) -> Task:
         return _entry_task(name, kind, int(arg))
     if kind == "jsonl" and arg:
         return load_jsonl_task(Path(arg), name=name)
+    if kind == "heldout" and arg:
+        return heldout_task(name, arg)
     raise TaskError(f"unknown task {name!r}")
+
+
+def heldout_task(name: str, adapter: str) -> Task:
+    """The training texts an adapter held out for validation: where pipeline options for a
+    tuned model are chosen, so the test split is only ever used for reporting."""
+    from extraction.models import adapter_card
+    from finetune.data import training_split
+
+    card = adapter_card(adapter)
+    held_out = set(card.get("data", {}).get("validation_ids") or [])
+    if not held_out:
+        raise TaskError(f"adapter {adapter!r} has no held-out ids in its card",
+                        hint="adapters trained by this version of 'matextract finetune' "
+                             "record them")
+    schema, positives, negatives = training_split(card["task"])
+    scorer = schema if schema in STRICT_SCORERS else None
+    examples = tuple(
+        TaskExample(item.id, item.text, item.gold,
+                    to_strict(item.gold, scorer) if scorer else None)
+        for item in positives + negatives if item.id in held_out)
+    few_shot = fold_few_shot(schema, int(card["task"].partition(":")[2])) \
+        if ":" in card["task"] and schema in ENTRY_LAYOUT else get_schema(schema).examples
+    return Task(name, schema, examples, _without_leaks(few_shot, examples), strict=scorer)
 
 
 def _without_leaks(few_shot: Sequence[Example], examples: Sequence[TaskExample]

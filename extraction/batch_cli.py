@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from extraction.models import ADAPTER_HELP, adapter_choice
 from extraction.settings import force_offline
 
 force_offline()
@@ -99,7 +100,7 @@ def batch_command(
     schema: Annotated[str, typer.Option(help="doping | general | mof | schema.json | mod:Class")]
     = "doping",
     model: Annotated[str | None, typer.Option(help="registry name or model folder")] = None,
-    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder")] = None,
+    adapter: Annotated[str, typer.Option(help=ADAPTER_HELP)] = "auto",
     precision: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16|int8")] = "auto",
     device: Annotated[str | None, typer.Option(help="cpu | cuda")] = None,
     constrained: Annotated[bool, typer.Option(help="schema-constrained decoding")] = True,
@@ -141,7 +142,7 @@ def batch_command(
 
     try:
         config = ExtractorConfig(
-            schema_name=schema, adapter=adapter, precision=precision, device=device,
+            schema_name=schema, adapter=adapter_choice(adapter), precision=precision, device=device,
             constrained=constrained, max_attempts=attempts, self_critique=self_critique,
             few_shot=few_shot, retrieval=retrieval, strict_grounding=strict_grounding,
             max_new_tokens=max_new_tokens, **({"model": model} if model else {}))

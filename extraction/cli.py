@@ -11,6 +11,7 @@ import typer
 
 from extraction.errors import DocumentError, MatextractError
 from extraction.fileio import write_atomic
+from extraction.models import ADAPTER_HELP, adapter_choice
 from extraction.settings import force_offline, quiet_libraries
 
 force_offline()
@@ -93,7 +94,7 @@ def extract(
     schema: Annotated[str, typer.Option(help="doping | general | mof | schema.json | mod:Class")]
     = "doping",
     model: Annotated[str | None, typer.Option(help="registry name or model folder")] = None,
-    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder")] = None,
+    adapter: Annotated[str, typer.Option(help=ADAPTER_HELP)] = "auto",
     precision: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16|int8")] = "auto",
     device: Annotated[str | None, typer.Option(help="cpu | cuda")] = None,
     constrained: Annotated[bool, typer.Option(help="schema-constrained decoding")] = True,
@@ -118,7 +119,7 @@ def extract(
     if index is not None and not (index / "index.json").exists():
         raise DocumentError(index, "no index here", hint="build one: matextract index build DIR")
     config = ExtractorConfig(
-        schema_name=schema, adapter=adapter, precision=precision, device=device,
+        schema_name=schema, adapter=adapter_choice(adapter), precision=precision, device=device,
         constrained=constrained, max_attempts=attempts, self_critique=self_critique,
         few_shot=few_shot, retrieval=retrieval, strict_grounding=strict_grounding,
         max_new_tokens=max_new_tokens, index_dir=str(index_dir) if index_dir else None,

@@ -330,6 +330,28 @@ def resolve_adapter(adapter: str) -> Path:
     return path
 
 
+AUTO_ADAPTER = "auto"
+ADAPTER_HELP = ("LoRA adapter: a folder or a shipped adapter's name; 'none' for the base model; "
+                "'auto': the shipped adapter trained for this model and schema, if any")
+
+
+def adapter_choice(value: str | None) -> str | None:
+    """A command-line adapter value: 'none' (any case) or empty means the base model."""
+    return None if value is None or value.strip().lower() in ("", "none") else value
+
+
+def default_adapter(model: str, task: str) -> str | None:
+    """The shipped adapter trained for this model and task (by its card), or None."""
+    for name, folder in shipped_adapters().items():
+        card_path = folder / ADAPTER_CARD
+        if not card_path.exists():
+            continue
+        card = json.loads(card_path.read_text())
+        if card.get("base_model") == model and card.get("task") == task:
+            return name
+    return None
+
+
 def adapter_card(adapter: str | None) -> dict:
     """The card saved next to an adapter (training data, settings, scores), or {}."""
     if not adapter:

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from extraction import chunking, generation, prompting, reflexion, retrieval
 from extraction.grounding import Grounder, drop_ungrounded
-from extraction.models import DEFAULT_MODEL, LoadedModel, adapter_card, load
+from extraction.models import (AUTO_ADAPTER, DEFAULT_MODEL, LoadedModel, adapter_card,
+                               default_adapter, load)
 from extraction.schemas import SchemaSpec, get_schema
 from extraction.schemas.base import Example, string_leaves
 from extraction.types import Document
@@ -32,7 +33,9 @@ class ExtractorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(DEFAULT_MODEL, description="registry name or local HF model folder")
-    adapter: str | None = Field(None, description="LoRA adapter folder (peft layout)")
+    adapter: str | None = Field(AUTO_ADAPTER, description="LoRA adapter: a folder (peft layout), "
+                                "a shipped adapter's name, None for the base model, or 'auto': "
+                                "the shipped adapter trained for this model and schema, if any")
     precision: str = Field("auto", description="auto | float32 | bfloat16 | float16 | int8")
     device: str | None = Field(None, description="cpu | cuda; default: cuda when available")
     schema_name: str = Field("doping", description="built-in name, JSON Schema file, module:Class")
@@ -58,6 +61,14 @@ class ExtractorConfig(BaseModel):
     fast_forward: bool = Field(True, description="append the tokens the schema forces (keys, "
                                                  "quotes, brackets) without a model step each")
 
+
+    @model_validator(mode="after")
+    def _resolve_auto_adapter(self) -> ExtractorConfig:
+        """'auto' becomes a concrete adapter (or None) at once, so saved configs, fingerprints
+        and run ids name what was really used."""
+        if self.adapter == AUTO_ADAPTER:
+            self.adapter = default_adapter(self.model, self.schema_name)
+        return self
 
 @dataclass
 class Extraction:

@@ -213,7 +213,9 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
     card = {
         "format": "1", "base_model": display, "task": config.task, "config": config.model_dump(),
         "complete": done, "steps": len(history.train), "total_steps": len(steps),
-        "data": {**counts, "train_pairs": len(train_pairs), "validation_pairs": len(val_pairs)},
+        "data": {**counts, "train_pairs": len(train_pairs), "validation_pairs": len(val_pairs),
+                 # which training texts were held out: 'matextract eval --task heldout:ADAPTER'
+                 "validation_ids": [pair.id for pair in val_pairs]},
         "trainable_parameters": trainable, "all_parameters": total,
         "trainable_share": round(trainable / total, 5),
         "train_seconds": round(history.seconds, 1),

@@ -228,3 +228,23 @@ def test_nan_free_scores_for_a_perfect_general_answer():
     scores = score_prediction(task, example, example.gold)
     assert not any(math.isnan(v) for c in scores["normalised"]["fields"].values() for v in c)
     assert scores["normalised"]["exact"] == 1
+
+
+def test_heldout_task_is_exactly_the_texts_an_adapter_held_out(tmp_path):
+    from finetune.data import training_split
+
+    _, positives, negatives = training_split("doping")
+    held = [positives[3].id, positives[10].id, negatives[0].id]
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "matextract-adapter.json").write_text(json.dumps(
+        {"task": "doping", "base_model": "x", "data": {"validation_ids": held}}))
+    task = load_task(f"heldout:{adapter}")
+    assert sorted(e.id for e in task.examples) == sorted(held)
+    assert task.strict == "doping" and task.schema == "doping"
+    test_texts = {e.text for e in load_task("doping").examples}
+    assert not test_texts & {e.text for e in task.examples}  # training data, never test
+    (adapter / "matextract-adapter.json").write_text(json.dumps({"task": "doping"}))
+    with pytest.raises(TaskError, match="held-out ids"):
+        load_task(f"heldout:{adapter}")
