@@ -183,7 +183,6 @@ def finetune_command(
     from tqdm import tqdm
 
     from finetune.config import FinetuneConfig
-    from finetune.report import readme, write_loss_curve
     from finetune.trainer import train
 
     config = FinetuneConfig(
@@ -201,8 +200,6 @@ def finetune_command(
 
     card = train(config, out, on_step=progress)
     bar.close()
-    write_loss_curve(card, out / "loss_curve.png")
-    (out / "README.md").write_text(readme(card))
     typer.echo(json.dumps({k: card[k] for k in ("steps", "train_seconds", "final_train_loss",
                                                  "final_validation_loss", "trainable_share")}))
     if merge:

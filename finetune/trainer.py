@@ -24,6 +24,7 @@ from extraction.models import ADAPTER_CARD, choose_device, resolve_model_dir
 from finetune.config import FinetuneConfig
 from finetune.data import Pair, build_pairs, split_validation
 from finetune.lora import attach_lora, trainable_share
+from finetune.report import readme, write_loss_curve
 
 CHECKPOINT_DIR = "checkpoint"
 CARD_FILE = ADAPTER_CARD
@@ -229,5 +230,18 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
     }
     if done:
         model.save_pretrained(out)  # standard peft layout: adapter_config.json + safetensors
+        store_bf16(out / "adapter_model.safetensors")
         write_atomic(out / CARD_FILE, json.dumps(card, indent=2) + "\n")
+        write_loss_curve(card, out / "loss_curve.png")
+        write_atomic(out / "README.md", readme(card))  # replaces peft's empty template
     return card
+
+
+def store_bf16(weights: Path) -> None:
+    """Adapters ship in bfloat16: half the bytes, and LoRA deltas lose nothing that shows in
+    the answers (loading casts them back to the model's dtype)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    save_file({name: t.to(torch.bfloat16).contiguous() for name, t in tensors.items()},
+              str(weights), metadata={"format": "pt"})
