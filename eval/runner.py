@@ -212,6 +212,8 @@ def result_line(task: Task, example: TaskExample, extraction: Extraction | None,
         "new_tokens": sum(a["generation"].get("new_tokens", 0) for a in attempts),
         "prompt_tokens": sum(a["generation"].get("prompt_tokens", 0) for a in attempts),
         "generation_s": round(sum(a["generation"].get("seconds", 0.0) for a in attempts), 4),
+        **{key: sum(a["generation"].get(key, 0) for a in attempts)
+           for key in ("forward_passes", "forced_tokens", "grammar_seconds")},
         "seconds": round(seconds, 4),
         "exception": error,  # the pipeline raised on this text (scored as no answer)
         "errors": extraction.errors if extraction else [],

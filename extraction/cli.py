@@ -209,8 +209,9 @@ def finetune_command(
 
 
 def _mount_commands() -> None:
-    """Commands that live beside their subsystems: eval/, batch, app/."""
+    """Commands that live beside their subsystems: eval/, batch, app/, bench/."""
     from app.cli import app_command
+    from bench.cli import bench_command
     from eval.cli import run_eval
     from extraction.batch_cli import batch_command
 
@@ -218,6 +219,8 @@ def _mount_commands() -> None:
         run_eval)
     app.command("batch", help="Extract every document in a folder, resumably.")(batch_command)
     app.command("app", help="Start the web UI (Streamlit) on localhost.")(app_command)
+    app.command("bench", help="Measure extraction speed at equal accuracy, in one run.")(
+        bench_command)
 
 
 _mount_commands()

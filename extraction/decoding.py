@@ -32,6 +32,7 @@ class Row:
     generated: list[int] = field(default_factory=list)
     forward_passes: int = 0
     forced_kept: int = 0
+    grammar_seconds: float = 0.0  # spent in the grammar (masks, matcher), not the model
     finish: str | None = None
 
 
@@ -96,7 +97,11 @@ class BatchDecoder:
         return prefill_seconds
 
     def _step_tokens(self, row: Row) -> tuple[list[int], list[int]]:
-        forced = self._forced(row) if self.fast_forward else []
+        if not self.fast_forward:
+            return row.pending, []
+        started = time.perf_counter()
+        forced = self._forced(row)
+        row.grammar_seconds += time.perf_counter() - started
         return row.pending, forced
 
     def _layout(self, rows: list[Row], steps: list[tuple[list[int], list[int]]],
@@ -145,8 +150,10 @@ class BatchDecoder:
         """The greedy token for one position (masked by the grammar when constrained)."""
         if row.matcher is None:
             return int(torch.argmax(logits))
+        started = time.perf_counter()
         row.matcher.fill_next_token_bitmask(self.bitmask)
         self.constraint._xgr.apply_token_bitmask_inplace(logits.unsqueeze(0), self.bitmask)
+        row.grammar_seconds += time.perf_counter() - started
         if self.max_new_tokens - len(row.generated) <= self.constraint.reserve:
             closer = pick_closer(logits, self.constraint.closers)
             if closer is not None:

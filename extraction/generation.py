@@ -35,6 +35,7 @@ class Generation:
     reused_prefix_tokens: int
     forward_passes: int
     forced_tokens: int  # fast-forwarded: verified in the same pass as a model token
+    grammar_seconds: float  # computing and applying token masks (the constraint's cost)
     prefill_seconds: float
     total_seconds: float
     finish_reason: str  # "complete" | "stop" | "length"
@@ -77,7 +78,9 @@ def _tokenizer_info(loaded: LoadedModel) -> Any:
 
     key = id(loaded.tokenizer)
     if key not in _TOKENIZER_INFO:
-        vocab_size = loaded.model.get_output_embeddings().weight.shape[0]
+        head = loaded.model.get_output_embeddings()
+        # out_features, not weight.shape: an int8 (dynamically quantized) head has no tensor
+        vocab_size = getattr(head, "out_features", None) or head.weight.shape[0]
         _TOKENIZER_INFO[key] = xgr.TokenizerInfo.from_huggingface(loaded.tokenizer,
                                                                    vocab_size=vocab_size)
     return _TOKENIZER_INFO[key]
@@ -175,7 +178,8 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
     return [Generation(text=loaded.tokenizer.decode(row.generated, skip_special_tokens=True),
                        token_ids=row.generated, prompt_tokens=len(ids),
                        reused_prefix_tokens=start, forward_passes=row.forward_passes,
-                       forced_tokens=row.forced_kept, prefill_seconds=prefill_seconds,
+                       forced_tokens=row.forced_kept, grammar_seconds=row.grammar_seconds,
+                       prefill_seconds=prefill_seconds,
                        total_seconds=total, finish_reason=row.finish or "length")
             for row, ids in zip(rows, encoded)]
 

@@ -227,6 +227,7 @@ class Extractor:
                             "new_tokens": len(out.token_ids),
                             "forward_passes": out.forward_passes,
                             "forced_tokens": out.forced_tokens,
+                            "grammar_seconds": round(out.grammar_seconds, 4),
                             "reused_prefix_tokens": out.reused_prefix_tokens,
                             "seconds": round(out.total_seconds / len(outs), 4),
                             "batch_rows": len(outs),

@@ -110,3 +110,14 @@ def test_documents_extracted_together_match_one_at_a_time(tiny_model):
         [[a["raw"] for t in r.trace for a in t["attempts"]] for r in alone]
     rows = [t["attempts"][0]["generation"]["batch_rows"] for r in together for t in r.trace]
     assert rows == [3, 3, 3, 1]
+
+
+def test_int8_model_extracts_with_the_constraint(tiny_model_dirs):
+    """An int8 head has no weight tensor: the grammar's vocabulary size must not need one."""
+    from extraction import models
+
+    loaded = models.load(str(tiny_model_dirs["llama"]), device="cpu", precision="int8")
+    extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=1,
+                                          max_new_tokens=96), loaded=loaded)
+    result = extractor.extract(Document.from_text(TEXTS[0]))
+    assert result.records and result.trace[0]["attempts"][0]["errors"] == []
