@@ -110,6 +110,7 @@ def batch_command(
     retrieval: Annotated[str, typer.Option(help="auto | on | off")] = "auto",
     strict_grounding: Annotated[bool, typer.Option(help="drop values not in the source")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="token budget per answer")] = 384,
+    batch_size: Annotated[int, typer.Option(help="documents decoded together")] = 8,
     include: Annotated[list[str] | None, typer.Option(
         help="only files matching this glob (relative path or name; repeatable)")] = None,
     exclude: Annotated[list[str] | None, typer.Option(
@@ -145,7 +146,8 @@ def batch_command(
             schema_name=schema, adapter=adapter_choice(adapter), precision=precision, device=device,
             constrained=constrained, max_attempts=attempts, self_critique=self_critique,
             few_shot=few_shot, retrieval=retrieval, strict_grounding=strict_grounding,
-            max_new_tokens=max_new_tokens, **({"model": model} if model else {}))
+            max_new_tokens=max_new_tokens, batch_size=batch_size,
+            **({"model": model} if model else {}))
     except ValidationError as exc:  # one clear line, named as the option is spelled
         first = exc.errors()[0]
         name = _OPTION_NAMES.get(str(first["loc"][0]), str(first["loc"][0]))

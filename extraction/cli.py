@@ -106,6 +106,7 @@ def extract(
                                                        f"{INDEX_FOLDER} above the file)")] = None,
     strict_grounding: Annotated[bool, typer.Option(help="drop values not in the source")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="token budget per answer")] = 384,
+    batch_size: Annotated[int, typer.Option(help="documents decoded together")] = 8,
     out: Annotated[Path | None, typer.Option(help="write JSON Lines here (atomically)")] = None,
 ) -> None:
     """Extract schema records with evidence from documents; prints JSON."""
@@ -123,9 +124,10 @@ def extract(
         constrained=constrained, max_attempts=attempts, self_critique=self_critique,
         few_shot=few_shot, retrieval=retrieval, strict_grounding=strict_grounding,
         max_new_tokens=max_new_tokens, index_dir=str(index_dir) if index_dir else None,
+        batch_size=batch_size,
         **({"model": model} if model else {}))
     extractor = Extractor(config)
-    results = [extractor.extract(doc).to_dict() for doc in loaded_docs]
+    results = [result.to_dict() for result in extractor.extract_many(loaded_docs)]
     if out is not None:
         write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
         typer.echo(f"wrote {len(results)} record(s) to {out}", err=True)

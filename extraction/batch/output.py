@@ -80,6 +80,10 @@ class OutputPaths:
                 or re.fullmatch(archive, path.name) is not None)
 
 
+# Options that change how fast records come, not what they are (greedy answers are the same).
+SPEED_ONLY = {"batch_size", "fast_forward", "reuse_prefix"}
+
+
 def fingerprint(config: ExtractorConfig) -> str:
     """What the records depend on: model, adapter, schema (version and JSON Schema) and every
     option set away from its default (so a new option with a default keeps old lines valid)."""
@@ -93,7 +97,7 @@ def fingerprint(config: ExtractorConfig) -> str:
         "schema": {"name": spec.name, "version": spec.version,
                    "json_schema": hashlib.sha256(schema_json.encode()).hexdigest()},
         "options": config.model_dump(mode="json", exclude_defaults=True,
-                                     exclude={"model", "adapter", "schema_name"}),
+                                     exclude={"model", "adapter", "schema_name", *SPEED_ONLY}),
     }
     text = json.dumps(identity, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
