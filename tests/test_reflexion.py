@@ -69,3 +69,18 @@ def test_invalid_json_is_a_signal_not_a_crash():
     assert len(attempts) == 2 and best.record is None
     assert "not valid JSON" in attempts[0].errors[0]
     assert isinstance(best, Attempt)
+
+
+def test_a_material_listed_as_its_own_dopant_is_a_signal():
+    spec = get_schema("doping")
+    text = "Lithium magnesium phosphate (LMP) was studied."
+    grounder = Grounder(Document.from_text(text))
+    answers = iter([
+        '{"hosts":["LMP"],"dopants":["lmp"],"links":[{"host":"LMP","dopant":"lmp"}]}',
+        '{"hosts":["LMP"],"dopants":[],"links":[]}',
+    ])
+    best, attempts = run(spec, text, grounder, generate=lambda fb: (next(answers), {}),
+                         max_attempts=2)
+    assert attempts[0].inconsistent == ["'lmp' is listed both as a host and as a dopant"]
+    assert "'lmp' is listed both as a host and as a dopant" in attempts[1].feedback
+    assert best is attempts[1]

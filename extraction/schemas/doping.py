@@ -46,6 +46,13 @@ def links_use_listed_entities(record: DopingRecord) -> list[str]:
     return problems
 
 
+def nothing_dopes_itself(record: DopingRecord) -> list[str]:
+    """A material is not its own dopant: the same text as host and as dopant is a misreading."""
+    hosts = {host.casefold() for host in record.hosts}
+    return [f"{dopant!r} is listed both as a host and as a dopant"
+            for dopant in record.dopants if dopant.casefold() in hosts]
+
+
 SPEC = SchemaSpec(
     name="doping",
     version="1",
@@ -55,7 +62,7 @@ SPEC = SchemaSpec(
         "dopant, copying each exactly as written in the text, then link each dopant to its "
         "host. Use empty lists when the text reports no doping."),
     examples=load_examples("doping"),
-    checks=(links_use_listed_entities,),
+    checks=(links_use_listed_entities, nothing_dopes_itself),
     extra={"empty_output": {"hosts": [], "dopants": [], "links": []},
            "cues": {"hosts": r"\b[\w\-+]*-?(?:co-?)?doped\b|\b[Dd]op(?:ing|ants?)\b"}},
 )
