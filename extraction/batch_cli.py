@@ -18,13 +18,10 @@ from typing import Annotated, Any
 
 import typer
 
-from extraction.models import ADAPTER_HELP, adapter_choice
+from extraction import cli_options as opt
 from extraction.settings import force_offline
 
 force_offline()
-
-
-_OPTION_NAMES = {"max_attempts": "attempts", "schema_name": "schema"}
 
 
 class ProgressReport:
@@ -97,20 +94,19 @@ def batch_command(
     folder: Annotated[Path, typer.Argument(help="folder of documents, searched recursively")],
     out: Annotated[Path, typer.Option(help="output .jsonl (re-run to resume); errors, CSV and "
                                            "Parquet are written beside it")],
-    schema: Annotated[str, typer.Option(help="doping | general | mof | schema.json | mod:Class")]
-    = "doping",
-    model: Annotated[str | None, typer.Option(help="registry name or model folder")] = None,
-    adapter: Annotated[str, typer.Option(help=ADAPTER_HELP)] = "auto",
-    precision: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16|int8")] = "auto",
-    device: Annotated[str | None, typer.Option(help="cpu | cuda")] = None,
-    constrained: Annotated[bool, typer.Option(help="schema-constrained decoding")] = True,
-    attempts: Annotated[int, typer.Option(help="Reflexion attempts (1 = no retry)")] = 2,
-    self_critique: Annotated[bool, typer.Option(help="ask the model to check itself")] = False,
-    few_shot: Annotated[int | None, typer.Option(help="number of examples")] = None,
-    retrieval: Annotated[str, typer.Option(help="auto | on | off")] = "auto",
-    strict_grounding: Annotated[bool, typer.Option(help="drop values not in the source")] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="token budget per answer")] = 384,
-    batch_size: Annotated[int, typer.Option(help="documents decoded together")] = 8,
+    schema: opt.Schema = "doping",
+    model: opt.Model = None,
+    adapter: opt.Adapter = "auto",
+    precision: opt.Precision = "auto",
+    device: opt.Device = None,
+    constrained: opt.Constrained = True,
+    attempts: opt.Attempts = 2,
+    self_critique: opt.SelfCritique = False,
+    few_shot: opt.FewShot = None,
+    retrieval: opt.Retrieval = "auto",
+    strict_grounding: opt.StrictGrounding = False,
+    max_new_tokens: opt.MaxNewTokens = 384,
+    batch_size: opt.BatchSize = 8,
     include: Annotated[list[str] | None, typer.Option(
         help="only files matching this glob (relative path or name; repeatable)")] = None,
     exclude: Annotated[list[str] | None, typer.Option(
@@ -134,25 +130,14 @@ def batch_command(
 
     Resumable: re-run the same command after a crash or kill; documents are recognised by
     content hash, and re-extracted when the model, adapter, schema or options change."""
-    from pydantic import ValidationError
-
     from extraction.batch import BatchOptions, run_batch
     from extraction.batch_ray import RayOptions
-    from extraction.errors import ConfigError
-    from extraction.pipeline import ExtractorConfig
 
-    try:
-        config = ExtractorConfig(
-            schema_name=schema, adapter=adapter_choice(adapter), precision=precision, device=device,
-            constrained=constrained, max_attempts=attempts, self_critique=self_critique,
-            few_shot=few_shot, retrieval=retrieval, strict_grounding=strict_grounding,
-            max_new_tokens=max_new_tokens, batch_size=batch_size,
-            **({"model": model} if model else {}))
-    except ValidationError as exc:  # one clear line, named as the option is spelled
-        first = exc.errors()[0]
-        name = _OPTION_NAMES.get(str(first["loc"][0]), str(first["loc"][0]))
-        raise ConfigError(f"--{name.replace('_', '-')}: {first['msg']}",
-                          hint="see: matextract batch --help") from None
+    config = opt.pipeline_config(
+        "batch", schema=schema, model=model, adapter=adapter, precision=precision,
+        device=device, constrained=constrained, attempts=attempts, self_critique=self_critique,
+        few_shot=few_shot, retrieval=retrieval, strict_grounding=strict_grounding,
+        max_new_tokens=max_new_tokens, batch_size=batch_size)
     options = BatchOptions(
         include=tuple(include or ()), exclude=tuple(exclude or ()), engine=engine,
         parse_workers=parse_workers, export=export,

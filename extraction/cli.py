@@ -11,7 +11,7 @@ import typer
 
 from extraction.errors import DocumentError, MatextractError
 from extraction.fileio import write_atomic
-from extraction.models import ADAPTER_HELP, adapter_choice
+from extraction import cli_options as opt
 from extraction.settings import force_offline, quiet_libraries
 
 force_offline()
@@ -91,27 +91,26 @@ def find_index(path: Path) -> Path | None:
 @app.command("extract")
 def extract(
     files: Annotated[list[Path], typer.Argument(help="documents: .txt .md .html .pdf .json .jsonl")],
-    schema: Annotated[str, typer.Option(help="doping | general | mof | schema.json | mod:Class")]
-    = "doping",
-    model: Annotated[str | None, typer.Option(help="registry name or model folder")] = None,
-    adapter: Annotated[str, typer.Option(help=ADAPTER_HELP)] = "auto",
-    precision: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16|int8")] = "auto",
-    device: Annotated[str | None, typer.Option(help="cpu | cuda")] = None,
-    constrained: Annotated[bool, typer.Option(help="schema-constrained decoding")] = True,
-    attempts: Annotated[int, typer.Option(help="Reflexion attempts (1 = no retry)")] = 2,
-    self_critique: Annotated[bool, typer.Option(help="ask the model to check itself")] = False,
-    few_shot: Annotated[int | None, typer.Option(help="number of examples")] = None,
-    retrieval: Annotated[str, typer.Option(help="auto | on | off")] = "auto",
+    schema: opt.Schema = "doping",
+    model: opt.Model = None,
+    adapter: opt.Adapter = "auto",
+    precision: opt.Precision = "auto",
+    device: opt.Device = None,
+    constrained: opt.Constrained = True,
+    attempts: opt.Attempts = 2,
+    self_critique: opt.SelfCritique = False,
+    few_shot: opt.FewShot = None,
+    retrieval: opt.Retrieval = "auto",
     index: Annotated[Path | None, typer.Option(help="HNSW index folder (default: nearest "
                                                        f"{INDEX_FOLDER} above the file)")] = None,
-    strict_grounding: Annotated[bool, typer.Option(help="drop values not in the source")] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="token budget per answer")] = 384,
-    batch_size: Annotated[int, typer.Option(help="documents decoded together")] = 8,
+    strict_grounding: opt.StrictGrounding = False,
+    max_new_tokens: opt.MaxNewTokens = 384,
+    batch_size: opt.BatchSize = 8,
     out: Annotated[Path | None, typer.Option(help="write JSON Lines here (atomically)")] = None,
 ) -> None:
     """Extract schema records with evidence from documents; prints JSON."""
     from extraction import documents as documents_module
-    from extraction.pipeline import Extractor, ExtractorConfig
+    from extraction.pipeline import Extractor
 
     loaded_docs = []
     for file in files:  # read everything first: a bad file fails before any model work
@@ -119,13 +118,12 @@ def extract(
     index_dir = index or find_index(files[0])
     if index is not None and not (index / "index.json").exists():
         raise DocumentError(index, "no index here", hint="build one: matextract index build DIR")
-    config = ExtractorConfig(
-        schema_name=schema, adapter=adapter_choice(adapter), precision=precision, device=device,
-        constrained=constrained, max_attempts=attempts, self_critique=self_critique,
+    config = opt.pipeline_config(
+        "extract", schema=schema, model=model, adapter=adapter, precision=precision,
+        device=device, constrained=constrained, attempts=attempts, self_critique=self_critique,
         few_shot=few_shot, retrieval=retrieval, strict_grounding=strict_grounding,
-        max_new_tokens=max_new_tokens, index_dir=str(index_dir) if index_dir else None,
-        batch_size=batch_size,
-        **({"model": model} if model else {}))
+        max_new_tokens=max_new_tokens, batch_size=batch_size,
+        index_dir=str(index_dir) if index_dir else None)
     extractor = Extractor(config)
     results = [result.to_dict() for result in extractor.extract_many(loaded_docs)]
     if out is not None:
