@@ -55,3 +55,15 @@ def test_smollm2_on_a_multi_page_pdf_reports_pages(extractor, tmp_path):
     result = extractor.extract(document)
     pages = {span["page"] for spans in result.evidence.values() for span in spans}
     assert pages == {2}, result.evidence
+
+
+def test_shipped_adapter_is_the_default_and_finds_the_gold_triplets(extractor):
+    """The README's main job uses the tuned model out of the box: 'auto' resolves to the
+    shipped adapter, which finds this test sentence's host and dopants (the base model does
+    not: it copies few-shot values)."""
+    assert extractor.config.adapter == "doping-smollm2"
+    assert extractor.loaded.adapter and extractor.examples == ()  # trained zero-shot
+    result = extractor.extract(documents.load_text(SENTENCE, source="nerre-doping-test"))
+    record = result.records[0]
+    assert "ZnO" in " ".join(record["hosts"])
+    assert {"Al", "Ga", "In"} <= set(record["dopants"]), record
