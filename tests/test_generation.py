@@ -131,3 +131,16 @@ def test_batched_generation_matches_one_at_a_time(tiny_model, constrained):
     assert all(g.reused_prefix_tokens == len(prefix.ids) for g in together)
     if constrained:  # random weights never close unconstrained JSON: all hit the budget
         assert len({len(g.token_ids) for g in together}) > 1  # rows finished apart
+
+
+def test_grammar_rejects_surrogate_code_points(tiny_model):
+    """Byte-level vocabularies can spell U+D984 (ED A6 84), which is not UTF-8: it decodes to
+    three replacement characters and broke a 48-character bound found by a random model."""
+    spec = get_schema("doping")
+    constraint = generation.JsonConstraint(tiny_model, spec.json_schema())
+    matcher = constraint.matcher()
+    assert matcher.accept_string('{"hosts":["x')
+    tokenizer = tiny_model.tokenizer
+    first, second = tokenizer.convert_tokens_to_ids(["Ġí", "¦Ĥ"])
+    assert matcher.accept_token(first)  # " " + the surrogate's first byte: still a prefix
+    assert not matcher.accept_token(second)  # the bytes that complete the surrogate

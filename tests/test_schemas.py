@@ -30,7 +30,8 @@ def test_builtin_schema_is_bounded_and_examples_validate(name):
     schema = spec.json_schema()
     for node in _strings_and_arrays(schema):
         if node["type"] == "string":
-            assert re.fullmatch(r'\^\[\^"\\\\\\x00-\\x1f\]\{\d+,\d+\}\$', node["pattern"])
+            assert re.fullmatch(r'\^\[\^"\\\\\\x00-\\x1f\\ud800-\\udfff\]\{\d+,\d+\}\$',
+                                node["pattern"])
         else:
             assert "maxItems" in node
     assert spec.field_descriptions()

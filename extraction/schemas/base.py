@@ -82,6 +82,8 @@ def bounded_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     Strings become a bounded pattern that also excludes control characters, quotes and
     backslashes (xgrammar ignores maxLength next to a pattern, and a raw tab would make the
     JSON invalid): the decoder can then neither loop inside a string nor write bad JSON.
+    Surrogate code points are excluded too: xgrammar would accept their 3-byte forms, which
+    are not UTF-8 and decode to three replacement characters, breaking the length bound.
     """
     bounded = copy.deepcopy(schema)
 
@@ -91,7 +93,7 @@ def bounded_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
             if kind == "string" and not {"enum", "const", "pattern", "format"} & node.keys():
                 low = int(node.pop("minLength", 0))
                 high = int(node.pop("maxLength", DEFAULT_MAX_STRING))
-                node["pattern"] = f'^[^"\\\\\\x00-\\x1f]{{{low},{high}}}$'
+                node["pattern"] = f'^[^"\\\\\\x00-\\x1f\\ud800-\\udfff]{{{low},{high}}}$'
             if kind == "array" and "maxItems" not in node:
                 node["maxItems"] = DEFAULT_MAX_ITEMS
             for value in node.values():
