@@ -232,20 +232,19 @@ def _extract(extractor: Extractor, task: Task, examples: Sequence[TaskExample], 
     group's examples one at a time."""
     started = time.perf_counter()
     documents = [Document.from_text(e.text, source=e.id) for e in examples]
+    error = None  # only a group of one can fail: a failed larger group is split below
     try:
         extractions: list[Any] = extractor.extract_group(documents)
-        errors: list[str | None] = [None] * len(examples)
-    except GenerationError:
-        if len(examples) == 1 and not tolerate:
-            raise
-        if len(examples) == 1:
-            extractions, errors = [None], [str(sys.exc_info()[1])]
-        else:
+    except GenerationError as exc:
+        if len(examples) > 1:
             return [line for example in examples
                     for line in _extract(extractor, task, [example], tolerate=tolerate)]
+        if not tolerate:
+            raise
+        extractions, error = [None], str(exc)
     share = (time.perf_counter() - started) / len(examples)
     lines = []
-    for example, extraction, error in zip(examples, extractions, errors):
+    for example, extraction in zip(examples, extractions):
         line = result_line(task, example, extraction, seconds=share, error=error)
         line["rss_mb"] = _rss_mb()
         line["batch_rows"] = len(examples)

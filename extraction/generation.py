@@ -170,7 +170,7 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
     past, start = (prefix.copies(len(encoded)), len(prefix.ids)) if shared else (None, 0)
     decoder = BatchDecoder(loaded, constraint, max_new_tokens=max_new_tokens,
                            stop_at_json_end=stop_at_json_end,
-                           fast_forward=fast_forward and _cache_can_roll_back(loaded.model),
+                           fast_forward=fast_forward and _full_attention_only(loaded.model),
                            stop_ids=_stop_ids(loaded))
     rows = [decoder.new_row(ids[start:], start) for ids in encoded]
     prefill_seconds = decoder.run(rows, past, start)
@@ -184,9 +184,10 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
             for row, ids in zip(rows, encoded)]
 
 
-def _cache_can_roll_back(model: Any) -> bool:
-    """Only full-attention KV caches can drop their last positions at any length (sliding
-    windows, e.g. Gemma 3's, forget what a rollback would need): fast-forward needs that."""
+def _full_attention_only(model: Any) -> bool:
+    """Whether fast-forward keeps answers greedy-identical for this model. Rejected forced
+    tokens stay in the KV cache, masked out; a sliding-window layer (Gemma 3) still counts
+    those slots against its window, so there they could change what the model attends to."""
     config = getattr(model.config, "text_config", None) or model.config
     layer_types = getattr(config, "layer_types", None)
     return not layer_types or all(kind == "full_attention" for kind in layer_types)

@@ -61,7 +61,6 @@ class ExtractorConfig(BaseModel):
     fast_forward: bool = Field(True, description="append the tokens the schema forces (keys, "
                                                  "quotes, brackets) without a model step each")
 
-
     @model_validator(mode="after")
     def _resolve_auto_adapter(self) -> ExtractorConfig:
         """'auto' becomes a concrete adapter (or None) at once, so saved configs, fingerprints
@@ -69,6 +68,7 @@ class ExtractorConfig(BaseModel):
         if self.adapter == AUTO_ADAPTER:
             self.adapter = default_adapter(self.model, self.schema_name)
         return self
+
 
 @dataclass
 class Extraction:
@@ -215,7 +215,8 @@ class Extractor:
 
     def _decode(self, conversations: list[list[dict[str, str]]], *,
                 with_feedback: bool) -> list[tuple[str, dict[str, Any]]]:
-        """Constrained answers for rendered conversations, with each one's decode figures.
+        """Answers (constrained unless configured off) for conversations decoded as one
+        batch, with each one's decode figures.
 
         In a batch, ``seconds`` is the row's share of the batch's time."""
         prompts = [prompting.render(self.loaded.tokenizer, m) for m in conversations]

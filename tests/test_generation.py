@@ -103,10 +103,10 @@ def test_fast_forward_is_off_for_sliding_window_caches(tiny_model):
     saved = getattr(config, "layer_types", None)
     try:
         config.layer_types = ["sliding_attention"] * config.num_hidden_layers
-        assert not generation._cache_can_roll_back(tiny_model.model)
+        assert not generation._full_attention_only(tiny_model.model)
     finally:
         config.layer_types = saved
-    assert generation._cache_can_roll_back(tiny_model.model)
+    assert generation._full_attention_only(tiny_model.model)
 
 
 @pytest.mark.parametrize("constrained", [True, False])

@@ -17,7 +17,7 @@ from extraction.fileio import sha256_file
 from extraction.types import Document
 
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
-    from extraction.pipeline import Extractor
+    from extraction.pipeline import Extraction, Extractor
 
 COLLECTION_SUFFIXES = (".json", ".jsonl")  # one file, many documents: split while planning
 SKIP_DIRS = {".matextract-index", ".git", "__pycache__"}
@@ -241,21 +241,16 @@ def load_item(item: WorkItem) -> tuple[list[Document], Outcome | None]:
 def extract_items(extractor: Extractor, parsed: list[tuple[WorkItem, list[Document]]],
                   fingerprint_: str) -> list[Outcome]:
     """Extract several items' documents together (first answers decoded as one batch); if
-    one document fails, the group is redone one item at a time so only it fails."""
+    the group fails, it is redone one document at a time so that only the bad one fails."""
     documents = [doc for _, docs in parsed for doc in docs]
-    if len(parsed) > 1:
+    if len(documents) > 1:
         try:
-            lines = iter(extractor.extract_group(documents))
+            extractions = iter(extractor.extract_group(documents))
         except MatextractError:
-            return [o for item, docs in parsed for o in extract_item(extractor, item, docs,
-                                                                      fingerprint_)]
-        outcomes = []
-        for item, docs in parsed:
-            for _ in docs:
-                line = next(lines).to_dict()
-                line["fingerprint"] = fingerprint_
-                outcomes.append(Outcome(item.sha256, line=line))
-        return outcomes
+            pass  # which document? extract_item below finds it
+        else:
+            return [_extracted(item, next(extractions), fingerprint_)
+                    for item, docs in parsed for _ in docs]
     return [o for item, docs in parsed for o in extract_item(extractor, item, docs,
                                                               fingerprint_)]
 
@@ -267,13 +262,18 @@ def extract_item(extractor: Extractor, item: WorkItem, docs: list[Document],
     outcomes = []
     for doc in docs:
         try:
-            line = extractor.extract(doc).to_dict()
+            extraction = extractor.extract(doc)
         except MatextractError as exc:
             outcomes.append(Outcome(item.sha256, copies=item.copies, failure=failure(
                 doc.source, exc.message, exc.hint, stage="extract")))
             continue
-        line["fingerprint"] = fingerprint_
-        outcomes.append(Outcome(item.sha256, line=line))
+        outcomes.append(_extracted(item, extraction, fingerprint_))
     return outcomes
+
+
+def _extracted(item: WorkItem, extraction: Extraction, fingerprint_: str) -> Outcome:
+    line = extraction.to_dict()
+    line["fingerprint"] = fingerprint_
+    return Outcome(item.sha256, line=line)
 
 
