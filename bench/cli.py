@@ -13,10 +13,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from extraction.errors import ConfigError
 from extraction.fileio import write_atomic
 
-LLAMA_CPP_NOTE = ("llama-cpp-python is not installed here (it compiles from source, ~15 min "
-                  "on 2 cores), so no llama.cpp row was measured in this run.")
+LLAMA_CPP_NOTE = ("No llama.cpp row in this run: pass --llama-cpp-gguf (needs llama-cpp-python, "
+                  "which compiles from source in ~15 min on 2 cores).")
 
 
 def bench_command(
@@ -29,6 +30,10 @@ def bench_command(
     = Path("bench-results"),
     index: Annotated[bool, typer.Option(help="also HNSW vs exact search and embedding speed")]
     = True,
+    llama_cpp_gguf: Annotated[Optional[list[Path]], typer.Option(
+        help="GGUF file of the same (merged) model to run through llama.cpp side by side; "
+             "repeat for several (make one with bench/export_gguf.py)")] = None,
+    llama_cpp_threads: Annotated[int, typer.Option(help="llama.cpp threads")] = 2,
 ) -> None:
     """Records/min and F1 of a plain generate loop vs our configurations; time to first token
     with and without prefix reuse; constraint cost; forward passes saved by fast-forward;
@@ -40,10 +45,19 @@ def bench_command(
     from extraction import models
 
     loaded_task = load_task(task)
+    ggufs = tuple(llama_cpp_gguf or ())
+    for gguf in ggufs:
+        if not gguf.is_file():
+            raise ConfigError(f"{gguf}: no such GGUF file",
+                              hint="make one with: python bench/export_gguf.py --help")
+    if ggufs and not _has_llama_cpp():
+        raise ConfigError("--llama-cpp-gguf needs llama-cpp-python",
+                          hint="pip install 'matextract[llamacpp]' (compiles llama.cpp, ~15 min)")
     report: dict[str, Any] = {
         "command": " ".join(["matextract", "bench", "--model", model, "--task", task]
                             + (["--limit", str(limit)] if limit else [])
-                            + ([] if index else ["--no-index"])),
+                            + ([] if index else ["--no-index"])
+                            + [f"--llama-cpp-gguf {g}" for g in llama_cpp_gguf or []]),
         "written": time.strftime("%Y-%m-%d %H:%M"),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": platform.processor() or platform.machine()},
@@ -68,7 +82,9 @@ def bench_command(
     report["floors"] = floors
     typer.echo("ttft done", err=True)
 
-    report["settings"] = extraction_speed.measure_settings(loaded_task, model=model, limit=limit)
+    report["settings"] = extraction_speed.measure_settings(
+        loaded_task, model=model, limit=limit, llama_cpp_ggufs=ggufs,
+        llama_cpp_threads=llama_cpp_threads)
     if index:
         report["index"] = _index_figures()
         report["embedding"] = _embedding_figures(loaded_task)
@@ -126,7 +142,9 @@ def render(report: dict[str, Any]) -> str:
             _f(row["forward_passes"] / tokens if row["forward_passes"] and tokens else None, 2),
             _f(row["grammar_seconds"] / gen_s if row["forward_passes"] and gen_s else None)])
             + " |")
-    lines += ["", LLAMA_CPP_NOTE if not _has_llama_cpp() else "", ""]
+    if not any("llama_cpp" in row["options"] for row in settings):
+        lines += ["", LLAMA_CPP_NOTE]
+    lines += [""]
     lines += ["| time to first token | prefix tokens | plain ms | reused ms | speed-up | "
               "identical outputs |", "|---|---|---|---|---|---|"]
     for key, label in (("ttft_few_shot_prompt", "few-shot prompt (base model)"),

@@ -15,7 +15,7 @@ from eval.runner import read_lines, run_grid, run_id
 from eval.tasks import Task, score_prediction
 from extraction import generation, models, prompting
 from extraction.models import LoadedModel
-from extraction.pipeline import Extractor, ExtractorConfig
+from extraction.pipeline import ExtractorConfig, prompt_examples
 from extraction.schemas import get_schema
 from extraction.validation import validate
 
@@ -55,41 +55,58 @@ def first_json_object(text: str) -> str:
     return text[start:start + end]
 
 
+def pipeline_prompt(config: ExtractorConfig, task: Task, tokenizer: Any,
+                    text: str) -> list[int]:
+    """The pipeline's own prompt for ``text`` under ``config``, as token ids."""
+    spec = get_schema(task.schema)
+    messages = prompting.build_messages(spec, text,
+                                        examples=prompt_examples(config, task.few_shot))
+    return tokenizer(prompting.render(tokenizer, messages), add_special_tokens=False).input_ids
+
+
+def answer_line(task: Task, example: Any, answer: str, *, seconds: float,
+                new_tokens: int) -> dict[str, Any]:
+    """A result line for a free-text answer, parsed as its user would and scored like ours."""
+    checked = validate(get_schema(task.schema), first_json_object(answer))
+    prediction = checked.record if checked.valid else None
+    return {"id": example.id, "seconds": seconds, "generation_s": seconds,
+            "new_tokens": new_tokens, "parses": checked.parsed is not None,
+            "valid": checked.valid, "attempts": 1,
+            **score_prediction(task, example, prediction)}
+
+
 def plain_generate_loop(task: Task, loaded: LoadedModel, config: ExtractorConfig,
                         limit: int | None) -> list[dict[str, Any]]:
     """``model.generate`` one text at a time with the pipeline's prompt: the baseline."""
     import torch
 
-    extractor = Extractor(config, loaded=loaded, examples=task.few_shot)  # same prompt
     tokenizer = loaded.tokenizer
     lines = []
     for example in task.examples[:limit]:
-        messages = prompting.build_messages(extractor.spec, example.text,
-                                            examples=extractor.examples)
-        inputs = tokenizer(prompting.render(tokenizer, messages), return_tensors="pt",
-                           add_special_tokens=False).to(loaded.device)
+        ids = pipeline_prompt(config, task, tokenizer, example.text)
         started = time.perf_counter()
         with torch.inference_mode():
-            out = loaded.model.generate(**inputs, max_new_tokens=config.max_new_tokens,
+            out = loaded.model.generate(torch.tensor([ids], device=loaded.device),
+                                        attention_mask=torch.ones(1, len(ids), dtype=torch.long,
+                                                                  device=loaded.device),
+                                        max_new_tokens=config.max_new_tokens,
                                         do_sample=False,
                                         pad_token_id=tokenizer.pad_token_id
                                         or tokenizer.eos_token_id)
         seconds = time.perf_counter() - started
-        new = out[0, inputs["input_ids"].shape[1]:]
-        checked = validate(extractor.spec,
-                           first_json_object(tokenizer.decode(new, skip_special_tokens=True)))
-        prediction = checked.record if checked.valid else None
-        lines.append({"id": example.id, "seconds": seconds, "generation_s": seconds,
-                      "new_tokens": int(new.numel()), "parses": checked.parsed is not None,
-                      "valid": checked.valid, "attempts": 1,
-                      **score_prediction(task, example, prediction)})
+        new = out[0, len(ids):]
+        lines.append(answer_line(task, example, tokenizer.decode(new, skip_special_tokens=True),
+                                 seconds=seconds, new_tokens=int(new.numel())))
     return lines
 
 
 def measure_settings(task: Task, *, model: str, limit: int | None,
-                     settings: tuple[Setting, ...] = SETTINGS) -> list[dict[str, Any]]:
-    """Every setting on the same texts, in one process; one summary row per setting.
-    Model loading is outside every figure (each setting loads its model before timing)."""
+                     settings: tuple[Setting, ...] = SETTINGS,
+                     llama_cpp_ggufs: tuple[Path, ...] = (),
+                     llama_cpp_threads: int = 2) -> list[dict[str, Any]]:
+    """Every setting on the same texts, in one process; one summary row per setting, then one
+    per llama.cpp GGUF. Model loading is outside every figure (each setting loads its model
+    before timing)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="matextract-bench-") as folder:
         for setting in settings:
@@ -104,15 +121,30 @@ def measure_settings(task: Task, *, model: str, limit: int | None,
                          progress=False)
                 lines, _ = read_lines(
                     Path(folder) / f"{run_id(task.name, config, setting.options)}.jsonl")
-            row = summarise({"task": task.name, "model": {"name": model}}, lines)
-            row.update(label=setting.label, options=setting.options,
-                       records_per_minute=60 * len(lines) / sum(x["seconds"] for x in lines),
-                       forward_passes=sum(x.get("forward_passes", 0) for x in lines),
-                       forced_tokens=sum(x.get("forced_tokens", 0) for x in lines),
-                       grammar_seconds=sum(x.get("grammar_seconds", 0.0) for x in lines),
-                       generation_seconds=sum(x.get("generation_s", 0.0) for x in lines))
-            rows.append(row)
+            rows.append(_row(task, model, setting.label, setting.options, lines))
+    for gguf in llama_cpp_ggufs:
+        from bench.llamacpp_loop import llama_cpp_loop
+
+        config = ExtractorConfig(model=model, schema_name=task.schema, max_attempts=1)
+        tokenizer = models.load_tokenizer(config.model)
+        lines = llama_cpp_loop(task, gguf, config, limit, tokenizer=tokenizer,
+                               threads=llama_cpp_threads)
+        rows.append(_row(task, model, f"llama.cpp, single stream ({gguf.name}, grammar, "
+                                      f"{llama_cpp_threads} threads)",
+                         {"llama_cpp": str(gguf)}, lines))
     return rows
+
+
+def _row(task: Task, model: str, label: str, options: dict[str, Any],
+         lines: list[dict[str, Any]]) -> dict[str, Any]:
+    row = summarise({"task": task.name, "model": {"name": model}}, lines)
+    row.update(label=label, options=options,
+               records_per_minute=60 * len(lines) / sum(x["seconds"] for x in lines),
+               forward_passes=sum(x.get("forward_passes", 0) for x in lines),
+               forced_tokens=sum(x.get("forced_tokens", 0) for x in lines),
+               grammar_seconds=sum(x.get("grammar_seconds", 0.0) for x in lines),
+               generation_seconds=sum(x.get("generation_s", 0.0) for x in lines))
+    return row
 
 
 def time_to_first_token(loaded: LoadedModel, task: Task, *, examples: Any,

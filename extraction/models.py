@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from extraction.errors import ConfigError, ModelNotFoundError
 from extraction.fileio import sha256_file
@@ -295,13 +296,45 @@ def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
         model = _attach_adapter(model, adapter)
     model.to(device).eval()
     if precision == "int8":
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        model = quantize_int8(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     loaded = LoadedModel(name=display, model=model, tokenizer=tokenizer, device=device,
                          precision=precision, adapter=adapter)
     _LOADED[key] = loaded
     return loaded
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    """The tokenizer alone (prompts for another runtime, e.g. llama.cpp in the bench)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_dir(name_or_path)[1])
+
+
+INT8_SCHEME = "all"  # which Linear layers int8 quantizes; see quantize_int8
+
+
+def quantize_int8(model: Any, scheme: str | None = None) -> Any:
+    """Dynamic int8 (weights int8, activations quantized per call) on the chosen layers.
+
+    Schemes: ``all`` every Linear, per-tensor weight scales; ``body`` every Linear but the
+    LM head, per-channel weight scales. The LM head picks every greedy token, so its
+    rounding errors change answers most directly.
+    """
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    scheme = scheme or INT8_SCHEME
+    if scheme == "all":
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
+                                                      dtype=torch.qint8)
+    head = model.get_output_embeddings()
+    names = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and module is not head}
+    if scheme == "body":
+        return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8)
+    raise ConfigError(f"unknown int8 scheme {scheme!r}", hint="all | body")
 
 
 # Adapters shipped in the repository, by name (trained with 'matextract finetune').

@@ -89,6 +89,18 @@ class Extraction:
         return {"format": OUTPUT_FORMAT_VERSION, **self.__dict__}
 
 
+def prompt_examples(config: ExtractorConfig, examples: Sequence[Example]) -> tuple[Example, ...]:
+    """The few-shot examples the prompt shows under ``config``.
+
+    An adapter is used with the prompt it was trained on (often zero-shot), unless
+    ``config.few_shot`` says otherwise.
+    """
+    few_shot = config.few_shot
+    if few_shot is None and config.adapter:
+        few_shot = adapter_card(config.adapter).get("inference", {}).get("few_shot")
+    return tuple(examples if few_shot is None else examples[:few_shot])
+
+
 class Extractor:
     """One configured pipeline; load once, extract from many documents."""
 
@@ -105,12 +117,8 @@ class Extractor:
         self.load_seconds = time.perf_counter() - started
         self.constraint = (generation.JsonConstraint(self.loaded, self.spec.json_schema())
                            if self.config.constrained else None)
-        examples = tuple(self.spec.examples if examples is None else examples)
-        few_shot = self.config.few_shot
-        if few_shot is None and self.config.adapter:
-            # An adapter is used with the prompt it was trained on (often zero-shot).
-            few_shot = adapter_card(self.config.adapter).get("inference", {}).get("few_shot")
-        self.examples = examples if few_shot is None else examples[:few_shot]
+        self.examples = prompt_examples(self.config, self.spec.examples if examples is None
+                                        else examples)
         self._embedder = None
         self._index = None
         self._prefix: generation.PrefixCache | None = None

@@ -45,3 +45,25 @@ def test_bench_command_reports_every_setting_with_scores(tiny_model_dirs, tmp_pa
         report["ttft_zero_shot_prompt"]["prefix_tokens"]
     markdown = (out / "bench.md").read_text()
     assert "records/min" in markdown and "time to first token" in markdown
+
+
+def test_llama_cpp_grammar_schema_keeps_our_bounds_without_the_pattern():
+    from bench.llamacpp_loop import grammar_schema
+    from extraction.schemas import get_schema
+
+    ours = get_schema("doping").json_schema()
+    theirs = grammar_schema(ours)
+    host = theirs["$defs"]["DopingLink"]["properties"]["host"]
+    assert "pattern" not in host and (host["minLength"], host["maxLength"]) == (1, 48)
+    assert theirs["properties"]["hosts"]["items"]["maxLength"] == 48
+    assert theirs["properties"]["links"]["maxItems"] == ours["properties"]["links"]["maxItems"]
+    assert "pattern" in ours["properties"]["hosts"]["items"]  # the input is left alone
+    assert "pattern" not in json.dumps(theirs)
+
+
+def test_bench_refuses_a_missing_gguf_before_any_work(tmp_path):
+    done = matextract("bench", "--llama-cpp-gguf", str(tmp_path / "missing.gguf"),
+                      "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert "missing.gguf: no such GGUF file" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -107,3 +107,53 @@ def test_finetune_command_writes_adapter_card_curve_and_merged_model(tiny_model_
     assert "trainable parameters" in (out / "README.md").read_text()
     merged = models.load(str(out / "merged"), device="cpu")
     assert merged.model.config.model_type == "opt"
+
+
+@pytest.mark.parametrize("arch", ["llama", "opt"])
+def test_fast_loss_equals_the_textbook_loss_and_gradients(arch, tiny_model_dirs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finetune.lora import attach_lora
+    from finetune.trainer import collate, summed_loss
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dirs[arch])
+    pairs, _ = build_pairs(tokenizer, "doping", few_shot=0, negatives=0.3, max_length=384,
+                           seed=0, limit=4)
+    batch = collate(pairs[:4], tokenizer.eos_token_id, "cpu")
+    assert batch["shared_prefix"] > 50  # the instructions are shared; the sentences are not
+    model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dirs[arch]),
+                        rank=4, alpha=8, dropout=0.0, targets=None)
+    for _, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            torch.nn.init.normal_(parameter, std=0.02)  # LoRA B starts at zero: make it matter
+    model.zero_grad()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    reference = torch.nn.functional.cross_entropy(  # the textbook loss over full logits
+        logits[:, :-1].reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1),
+        ignore_index=-100, reduction="sum")
+    reference.backward()
+    expected_grads = {name: p.grad.clone() for name, p in model.named_parameters()
+                      if p.grad is not None}
+    assert expected_grads
+    for share in (False, True):
+        model.zero_grad()
+        loss, count = summed_loss(model, batch, share_prefix=share)
+        loss.backward()
+        assert count == int((batch["labels"] != -100).sum())
+        assert float(loss) == pytest.approx(float(reference), rel=1e-5)
+        for name, grad in expected_grads.items():
+            torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad,
+                                       rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_shared_prefix_is_the_common_start_and_leaves_every_row_a_prompt_token():
+    from finetune.data import Pair
+    from finetune.trainer import shared_prefix_length
+
+    def pair(prompt):
+        return Pair(id="x", prompt_ids=prompt, completion_ids=[9])
+
+    assert shared_prefix_length([pair([1, 2, 3, 4]), pair([1, 2, 3, 5, 6])]) == 3
+    assert shared_prefix_length([pair([1, 2, 3]), pair([1, 2, 3, 4])]) == 2  # one left
+    assert shared_prefix_length([pair([1, 2]), pair([7, 2])]) == 0
+    assert shared_prefix_length([pair([1, 2, 3])]) == 0  # nothing to share with

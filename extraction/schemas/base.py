@@ -85,25 +85,34 @@ def bounded_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     Surrogate code points are excluded too: xgrammar would accept their 3-byte forms, which
     are not UTF-8 and decode to three replacement characters, breaking the length bound.
     """
-    bounded = copy.deepcopy(schema)
+    def bound(node: dict[str, Any]) -> None:
+        kind = node.get("type")
+        if kind == "string" and not {"enum", "const", "pattern", "format"} & node.keys():
+            low = int(node.pop("minLength", 0))
+            high = int(node.pop("maxLength", DEFAULT_MAX_STRING))
+            node["pattern"] = f'^[^"\\\\\\x00-\\x1f\\ud800-\\udfff]{{{low},{high}}}$'
+        if kind == "array" and "maxItems" not in node:
+            node["maxItems"] = DEFAULT_MAX_ITEMS
+
+    return edited_copy(schema, bound)
+
+
+def edited_copy(schema: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """A deep copy of ``schema`` with ``edit`` applied, in place, to every object node
+    (parents before children)."""
+    edited = copy.deepcopy(schema)
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):
-            kind = node.get("type")
-            if kind == "string" and not {"enum", "const", "pattern", "format"} & node.keys():
-                low = int(node.pop("minLength", 0))
-                high = int(node.pop("maxLength", DEFAULT_MAX_STRING))
-                node["pattern"] = f'^[^"\\\\\\x00-\\x1f\\ud800-\\udfff]{{{low},{high}}}$'
-            if kind == "array" and "maxItems" not in node:
-                node["maxItems"] = DEFAULT_MAX_ITEMS
+            edit(node)
             for value in node.values():
                 visit(value)
         elif isinstance(node, list):
             for value in node:
                 visit(value)
 
-    visit(bounded)
-    return bounded
+    visit(edited)
+    return edited
 
 
 def skeleton(schema: dict[str, Any]) -> Any:

@@ -1,0 +1,97 @@
+"""The same extraction through llama.cpp (llama-cpp-python), for a side-by-side row.
+
+llama.cpp runs a GGUF file, so the tuned model is first merged with its adapter and
+converted (``export_gguf``, with llama.cpp's own ``convert_hf_to_gguf.py``). The loop then
+feeds llama.cpp the pipeline's exact prompt tokens, constrains it with a grammar built from
+the same JSON schema, and scores its answers like every other row. llama-cpp-python reuses
+the KV cache of the longest common prompt prefix between calls, so it gets prefix reuse too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from eval.tasks import Task, score_prediction
+from extraction.errors import ConfigError
+from extraction.pipeline import ExtractorConfig
+from extraction.schemas import get_schema
+from extraction.schemas.base import edited_copy
+
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
+BOUNDED_STRING = re.compile(r"\{(\d+),(\d+)\}\$$")  # the tail of bounded_json_schema's pattern
+
+
+def export_gguf(model: str, adapter: str | None, out: Path, *, convert_script: Path,
+                outtype: str = "q8_0") -> Path:
+    """Merge ``adapter`` into ``model`` and write one GGUF file with llama.cpp's converter."""
+    from finetune.merge import merge
+
+    if outtype not in GGUF_TYPES:
+        raise ConfigError(f"unknown GGUF type {outtype!r}", hint=f"choose one of {GGUF_TYPES}")
+    if not convert_script.is_file():
+        raise ConfigError(f"{convert_script}: no such file",
+                          hint="pass llama.cpp's convert_hf_to_gguf.py (in the llama.cpp "
+                               "sources, e.g. llama-cpp-python's sdist under vendor/llama.cpp)")
+    with tempfile.TemporaryDirectory(prefix="matextract-gguf-") as folder:
+        merge(model, adapter, Path(folder)) if adapter else _plain_copy(model, Path(folder))
+        subprocess.run([sys.executable, str(convert_script), folder, "--outtype", outtype,
+                        "--outfile", str(out)], check=True)
+    return out
+
+
+def _plain_copy(model: str, folder: Path) -> None:
+    from extraction.models import load
+
+    loaded = load(model, device="cpu", precision="float32")
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+
+
+def grammar_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with our string pattern replaced by the length bound llama.cpp supports.
+
+    llama.cpp's JSON grammar already excludes control characters from strings; its regex
+    support does not cover our negated class with ``\\u`` ranges.
+    """
+    def unpattern(node: dict[str, Any]) -> None:
+        bounds = BOUNDED_STRING.search(node.get("pattern", "")) \
+            if node.get("type") == "string" else None
+        if bounds:
+            del node["pattern"]
+            node.update(minLength=int(bounds[1]), maxLength=int(bounds[2]))
+
+    return edited_copy(schema, unpattern)
+
+
+def llama_cpp_loop(task: Task, gguf: Path, config: ExtractorConfig, limit: int | None, *,
+                   tokenizer: Any, threads: int) -> list[dict[str, Any]]:
+    """One text at a time through llama.cpp, greedy, grammar-constrained; result lines.
+
+    The prompt is tokenized by the model's own tokenizer and handed over as ids, so llama.cpp
+    sees exactly the tokens our pipeline sees.
+    """
+    from llama_cpp import Llama, LlamaGrammar
+
+    from bench.extraction_speed import answer_line, pipeline_prompt
+
+    llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_batch=512,
+                verbose=False)
+    schema = grammar_schema(get_schema(task.schema).json_schema())
+    grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    lines = []
+    for example in task.examples[:limit]:
+        prompt_ids = pipeline_prompt(config, task, tokenizer, example.text)
+        started = time.perf_counter()
+        out = llm.create_completion(prompt_ids, max_tokens=config.max_new_tokens,
+                                    temperature=0.0, top_k=1, grammar=grammar)
+        seconds = time.perf_counter() - started
+        lines.append(answer_line(task, example, out["choices"][0]["text"], seconds=seconds,
+                                 new_tokens=out["usage"]["completion_tokens"]))
+    return lines
