@@ -34,6 +34,9 @@ def bench_command(
         help="GGUF file of the same (merged) model to run through llama.cpp side by side; "
              "repeat for several (make one with bench/export_gguf.py)")] = None,
     llama_cpp_threads: Annotated[int, typer.Option(help="llama.cpp threads")] = 2,
+    llama_cpp_grammar: Annotated[bool, typer.Option(
+        help="constrain llama.cpp with a grammar from the schema (slow in llama-cpp-python)")]
+    = False,
 ) -> None:
     """Records/min and F1 of a plain generate loop vs our configurations; time to first token
     with and without prefix reuse; constraint cost; forward passes saved by fast-forward;
@@ -57,7 +60,8 @@ def bench_command(
         "command": " ".join(["matextract", "bench", "--model", model, "--task", task]
                             + (["--limit", str(limit)] if limit else [])
                             + ([] if index else ["--no-index"])
-                            + [f"--llama-cpp-gguf {g}" for g in llama_cpp_gguf or []]),
+                            + [f"--llama-cpp-gguf {g}" for g in llama_cpp_gguf or []]
+                            + (["--llama-cpp-grammar"] if llama_cpp_grammar else [])),
         "written": time.strftime("%Y-%m-%d %H:%M"),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": platform.processor() or platform.machine()},
@@ -84,7 +88,7 @@ def bench_command(
 
     report["settings"] = extraction_speed.measure_settings(
         loaded_task, model=model, limit=limit, llama_cpp_ggufs=ggufs,
-        llama_cpp_threads=llama_cpp_threads)
+        llama_cpp_threads=llama_cpp_threads, llama_cpp_grammar=llama_cpp_grammar)
     if index:
         report["index"] = _index_figures()
         report["embedding"] = _embedding_figures(loaded_task)

@@ -103,7 +103,8 @@ def plain_generate_loop(task: Task, loaded: LoadedModel, config: ExtractorConfig
 def measure_settings(task: Task, *, model: str, limit: int | None,
                      settings: tuple[Setting, ...] = SETTINGS,
                      llama_cpp_ggufs: tuple[Path, ...] = (),
-                     llama_cpp_threads: int = 2) -> list[dict[str, Any]]:
+                     llama_cpp_threads: int = 2,
+                     llama_cpp_grammar: bool = False) -> list[dict[str, Any]]:
     """Every setting on the same texts, in one process; one summary row per setting, then one
     per llama.cpp GGUF. Model loading is outside every figure (each setting loads its model
     before timing)."""
@@ -128,10 +129,11 @@ def measure_settings(task: Task, *, model: str, limit: int | None,
         config = ExtractorConfig(model=model, schema_name=task.schema, max_attempts=1)
         tokenizer = models.load_tokenizer(config.model)
         lines = llama_cpp_loop(task, gguf, config, limit, tokenizer=tokenizer,
-                               threads=llama_cpp_threads)
-        rows.append(_row(task, model, f"llama.cpp, single stream ({gguf.name}, grammar, "
+                               threads=llama_cpp_threads, grammar=llama_cpp_grammar)
+        mode = "grammar" if llama_cpp_grammar else "unconstrained"
+        rows.append(_row(task, model, f"llama.cpp single stream ({gguf.name}, {mode}, "
                                       f"{llama_cpp_threads} threads)",
-                         {"llama_cpp": str(gguf)}, lines))
+                         {"llama_cpp": str(gguf), "grammar": llama_cpp_grammar}, lines))
     return rows
 
 

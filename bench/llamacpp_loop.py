@@ -2,8 +2,8 @@
 
 llama.cpp runs a GGUF file, so the tuned model is first merged with its adapter and
 converted (``export_gguf``, with llama.cpp's own ``convert_hf_to_gguf.py``). The loop then
-feeds llama.cpp the pipeline's exact prompt tokens, constrains it with a grammar built from
-the same JSON schema, and scores its answers like every other row. llama-cpp-python reuses
+feeds llama.cpp the pipeline's exact prompt tokens, optionally constrains it with a grammar
+built from the same JSON schema, and scores its answers like every other row. llama-cpp-python reuses
 the KV cache of the longest common prompt prefix between calls, so it gets prefix reuse too.
 """
 
@@ -71,11 +71,13 @@ def grammar_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def llama_cpp_loop(task: Task, gguf: Path, config: ExtractorConfig, limit: int | None, *,
-                   tokenizer: Any, threads: int) -> list[dict[str, Any]]:
-    """One text at a time through llama.cpp, greedy, grammar-constrained; result lines.
+                   tokenizer: Any, threads: int, grammar: bool) -> list[dict[str, Any]]:
+    """One text at a time through llama.cpp, greedy; result lines.
 
     The prompt is tokenized by the model's own tokenizer and handed over as ids, so llama.cpp
-    sees exactly the tokens our pipeline sees.
+    sees exactly the tokens our pipeline sees. Without ``grammar`` the answer is parsed as
+    its first JSON object, like the plain loop's: llama-cpp-python's grammar sampling cost
+    about a second per token here (measured in BENCHMARKS.md), which no user would choose.
     """
     from llama_cpp import Llama, LlamaGrammar
 
@@ -84,13 +86,14 @@ def llama_cpp_loop(task: Task, gguf: Path, config: ExtractorConfig, limit: int |
     llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_batch=512,
                 verbose=False)
     schema = grammar_schema(get_schema(task.schema).json_schema())
-    grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    constraint = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False) \
+        if grammar else None
     lines = []
     for example in task.examples[:limit]:
         prompt_ids = pipeline_prompt(config, task, tokenizer, example.text)
         started = time.perf_counter()
         out = llm.create_completion(prompt_ids, max_tokens=config.max_new_tokens,
-                                    temperature=0.0, top_k=1, grammar=grammar)
+                                    temperature=0.0, top_k=1, grammar=constraint)
         seconds = time.perf_counter() - started
         lines.append(answer_line(task, example, out["choices"][0]["text"], seconds=seconds,
                                  new_tokens=out["usage"]["completion_tokens"]))

@@ -73,9 +73,16 @@ def headline(scores: Mapping[str, Any] | None, task: str) -> float | None:
     return None if math.isnan(value) else value
 
 
+def scored_schema(meta: Mapping[str, Any]) -> str:
+    """The schema a run was scored with: it picks the headline F1 and the table's columns
+    (a task name such as ``heldout:ADAPTER`` or ``jsonl:PATH`` does not say it)."""
+    return str(meta.get("schema") or str(meta.get("task", "")).split(":")[0])
+
+
 def summarise(meta: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One configuration's row: quality (strict and normalised), validity and cost."""
     task = str(meta.get("task", ""))
+    schema = scored_schema(meta)
     strict_lines = [line["strict"] for line in lines if line.get("strict") is not None]
     strict = _pool(strict_lines) if lines and len(strict_lines) == len(lines) else None
     normalised = _pool([line["normalised"] for line in lines]) if lines else None
@@ -89,9 +96,9 @@ def summarise(meta: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> di
         "model": model.get("name") or Path(str(meta.get("config", {}).get("model", "?"))).name,
         "adapter": meta.get("config", {}).get("adapter"),
         "options": dict(meta.get("options", {})), "parameters": model.get("parameters"),
-        "n": len(lines), "strict": strict, "normalised": normalised,
-        "headline_f1": {"strict": headline(strict, task.split(":")[0]),
-                        "normalised": headline(normalised, task.split(":")[0])},
+        "n": len(lines), "strict": strict, "normalised": normalised, "schema": schema,
+        "headline_f1": {"strict": headline(strict, schema),
+                        "normalised": headline(normalised, schema)},
         "parse_rate": _mean([float(line["parses"]) for line in lines if "parses" in line]),
         "validity_rate": _mean([float(line["valid"]) for line in lines if "valid" in line]),
         "grounding_rate": sum(line.get("grounded", 0) for line in lines) / values
@@ -121,14 +128,15 @@ def _options_text(row: Mapping[str, Any]) -> str:
 
 
 def _quality_columns(task: str, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
-    """(header, getter) of the F1 columns that fit the task."""
+    """(header, getter) of the F1 columns that fit the task's schema."""
     def pick(kind: str, group: str, name: str):
         return lambda row: ((row.get(kind) or {}).get(group, {}).get(name) or {}).get("f1")
 
     def pooled(group: str):
         return lambda row: ((row.get("normalised") or {}).get(group) or {}).get("f1")
 
-    kind = task.split(":")[0]
+    kinds = {row.get("schema") for row in rows if not row.get("published")}
+    kind = kinds.pop() if len(kinds) == 1 else task.split(":")[0]
     if kind == "doping":
         return [("strict host F1", pick("strict", "fields", "hosts")),
                 ("strict dopant F1", pick("strict", "fields", "dopants")),
@@ -268,7 +276,8 @@ def write_plots(folder: Path, task: str, rows: Sequence[Mapping[str, Any]],
     from matplotlib.lines import Line2D
 
     prefix = re.sub(r"[^A-Za-z0-9]+", "-", task).strip("-")
-    what = "triplet F1" if task.startswith("doping") else "mean field F1"
+    what = "triplet F1" if any(r.get("schema") == "doping" for r in rows) \
+        else "mean field F1"
     written = []
 
     def save(fig: Any, name: str) -> None:

@@ -248,3 +248,17 @@ def test_heldout_task_is_exactly_the_texts_an_adapter_held_out(tmp_path):
     (adapter / "matextract-adapter.json").write_text(json.dumps({"task": "doping"}))
     with pytest.raises(TaskError, match="held-out ids"):
         load_task(f"heldout:{adapter}")
+
+
+def test_a_heldout_doping_run_is_reported_with_triplet_f1_and_doping_columns():
+    from eval.report import markdown_table, summarise
+
+    task = load_task("doping")
+    linked = [e for e in task.examples if e.gold["links"]][:3]
+    unlinked = [{**e.gold, "links": []} for e in linked]  # right entities, no links
+    lines = [score_prediction(task, e, p) for e, p in zip(linked, unlinked)]
+    row = summarise({"task": "heldout:some-adapter", "schema": "doping"}, lines)
+    # the headline is the triplet (host-dopant link) F1, not the mean of the field F1s
+    assert row["headline_f1"]["strict"] == row["strict"]["links"]["host-dopant"]["f1"] == 0.0
+    header = markdown_table("heldout:some-adapter", [row]).splitlines()[0]
+    assert "strict triplet F1" in header and "norm. link F1" in header
