@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from extraction import models
 from extraction.errors import ConfigError, ModelNotFoundError
@@ -59,3 +60,21 @@ def test_prepared_default_model_is_plain_safetensors(default_model_dir):
     import json
     marker = json.loads((default_model_dir / models.PREPARED_MARKER).read_text())
     assert marker["gguf_sha256"] == models.get_spec("smollm2-135m").gguf_sha256
+
+
+@pytest.mark.parametrize("scheme", ["body", "head"])
+def test_int8_schemes_quantize_exactly_their_layers(tiny_model_dirs, scheme):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["llama"])
+    linear_names = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    quantized = models.quantize_int8(model, scheme)
+    still_float = {n for n, m in quantized.named_modules() if isinstance(m, torch.nn.Linear)}
+    head_name = "lm_head"
+    assert head_name in linear_names
+    if scheme == "body":
+        assert still_float == {head_name}
+    else:
+        assert still_float == linear_names - {head_name}
+    with pytest.raises(ConfigError, match="unknown int8 scheme"):
+        models.quantize_int8(model, "everything")
