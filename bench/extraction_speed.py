@@ -36,9 +36,10 @@ SETTINGS = (
     Setting("ours: + fast-forward", {"batch_size": 1, "max_attempts": 1}),
     Setting("ours: + batch 8", {"batch_size": 8, "max_attempts": 1}),
     Setting("ours: + batch 16", {"batch_size": 16, "max_attempts": 1}),
+    Setting("ours: + batch 32", {"batch_size": 32, "max_attempts": 1}),
     Setting("ours: batch 8, unconstrained", {"batch_size": 8, "max_attempts": 1,
                                              "constrained": False}),
-    Setting("ours: batch 8, int8", {"batch_size": 8, "max_attempts": 1, "precision": "int8"}),
+    Setting("ours: batch 16, int8", {"batch_size": 16, "max_attempts": 1, "precision": "int8"}),
     Setting("ours: default pipeline (batch 8, Reflexion 2 attempts)", {}),
 )
 
