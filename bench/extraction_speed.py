@@ -16,7 +16,7 @@ from eval.tasks import Task, score_prediction
 from extraction import generation, models, prompting
 from extraction.models import LoadedModel
 from extraction.pipeline import ExtractorConfig, prompt_examples
-from extraction.schemas import get_schema
+from extraction.schemas import SchemaSpec, get_schema
 from extraction.validation import validate
 
 
@@ -56,19 +56,21 @@ def first_json_object(text: str) -> str:
     return text[start:start + end]
 
 
-def pipeline_prompt(config: ExtractorConfig, task: Task, tokenizer: Any,
-                    text: str) -> list[int]:
-    """The pipeline's own prompt for ``text`` under ``config``, as token ids."""
+def pipeline_prompts(config: ExtractorConfig, task: Task, tokenizer: Any,
+                     limit: int | None) -> list[list[int]]:
+    """The pipeline's own prompt under ``config`` for each of the first ``limit`` texts, as
+    token ids."""
     spec = get_schema(task.schema)
-    messages = prompting.build_messages(spec, text,
-                                        examples=prompt_examples(config, task.few_shot))
-    return tokenizer(prompting.render(tokenizer, messages), add_special_tokens=False).input_ids
+    examples = prompt_examples(config, task.few_shot)
+    return [tokenizer(prompting.render(tokenizer, prompting.build_messages(
+        spec, example.text, examples=examples)), add_special_tokens=False).input_ids
+        for example in task.examples[:limit]]
 
 
-def answer_line(task: Task, example: Any, answer: str, *, seconds: float,
+def answer_line(task: Task, spec: SchemaSpec, example: Any, answer: str, *, seconds: float,
                 new_tokens: int) -> dict[str, Any]:
     """A result line for a free-text answer, parsed as its user would and scored like ours."""
-    checked = validate(get_schema(task.schema), first_json_object(answer))
+    checked = validate(spec, first_json_object(answer))
     prediction = checked.record if checked.valid else None
     return {"id": example.id, "seconds": seconds, "generation_s": seconds,
             "new_tokens": new_tokens, "parses": checked.parsed is not None,
@@ -81,10 +83,9 @@ def plain_generate_loop(task: Task, loaded: LoadedModel, config: ExtractorConfig
     """``model.generate`` one text at a time with the pipeline's prompt: the baseline."""
     import torch
 
-    tokenizer = loaded.tokenizer
+    tokenizer, spec = loaded.tokenizer, get_schema(task.schema)
     lines = []
-    for example in task.examples[:limit]:
-        ids = pipeline_prompt(config, task, tokenizer, example.text)
+    for example, ids in zip(task.examples, pipeline_prompts(config, task, tokenizer, limit)):
         started = time.perf_counter()
         with torch.inference_mode():
             out = loaded.model.generate(torch.tensor([ids], device=loaded.device),
@@ -96,7 +97,8 @@ def plain_generate_loop(task: Task, loaded: LoadedModel, config: ExtractorConfig
                                         or tokenizer.eos_token_id)
         seconds = time.perf_counter() - started
         new = out[0, len(ids):]
-        lines.append(answer_line(task, example, tokenizer.decode(new, skip_special_tokens=True),
+        lines.append(answer_line(task, spec, example,
+                                 tokenizer.decode(new, skip_special_tokens=True),
                                  seconds=seconds, new_tokens=int(new.numel())))
     return lines
 
@@ -124,11 +126,12 @@ def measure_settings(task: Task, *, model: str, limit: int | None,
                 lines, _ = read_lines(
                     Path(folder) / f"{run_id(task.name, config, setting.options)}.jsonl")
             rows.append(_row(task, model, setting.label, setting.options, lines))
-    for gguf in llama_cpp_ggufs:
+    if llama_cpp_ggufs:
         from bench.llamacpp_loop import llama_cpp_loop
 
         config = ExtractorConfig(model=model, schema_name=task.schema, max_attempts=1)
         tokenizer = models.load_tokenizer(config.model)
+    for gguf in llama_cpp_ggufs:
         lines = llama_cpp_loop(task, gguf, config, limit, tokenizer=tokenizer,
                                threads=llama_cpp_threads, grammar=llama_cpp_grammar)
         mode = "grammar" if llama_cpp_grammar else "unconstrained"

@@ -10,7 +10,6 @@ the KV cache of the longest common prompt prefix between calls, so it gets prefi
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -18,14 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eval.tasks import Task, score_prediction
+from eval.tasks import Task
 from extraction.errors import ConfigError
 from extraction.pipeline import ExtractorConfig
 from extraction.schemas import get_schema
-from extraction.schemas.base import edited_copy
+from extraction.schemas.base import SchemaSpec, bounded_json_schema
 
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
-BOUNDED_STRING = re.compile(r"\{(\d+),(\d+)\}\$$")  # the tail of bounded_json_schema's pattern
 
 
 def export_gguf(model: str, adapter: str | None, out: Path, *, convert_script: Path,
@@ -39,35 +37,24 @@ def export_gguf(model: str, adapter: str | None, out: Path, *, convert_script: P
         raise ConfigError(f"{convert_script}: no such file",
                           hint="pass llama.cpp's convert_hf_to_gguf.py (in the llama.cpp "
                                "sources, e.g. llama-cpp-python's sdist under vendor/llama.cpp)")
+    partial = out.with_name(out.name + ".partial")  # an existing ``out`` survives a failure
     with tempfile.TemporaryDirectory(prefix="matextract-gguf-") as folder:
-        merge(model, adapter, Path(folder)) if adapter else _plain_copy(model, Path(folder))
-        subprocess.run([sys.executable, str(convert_script), folder, "--outtype", outtype,
-                        "--outfile", str(out)], check=True)
+        merge(model, adapter, Path(folder))
+        converted = subprocess.run([sys.executable, str(convert_script), folder,
+                                    "--outtype", outtype, "--outfile", str(partial)])
+    if converted.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise ConfigError(f"llama.cpp's converter failed (exit {converted.returncode}) "
+                          f"writing {out}", hint="its own error is printed above; a missing "
+                          "module means: pip install 'matextract[llamacpp]'")
+    partial.replace(out)
     return out
 
 
-def _plain_copy(model: str, folder: Path) -> None:
-    from extraction.models import load
-
-    loaded = load(model, device="cpu", precision="float32")
-    loaded.model.save_pretrained(folder)
-    loaded.tokenizer.save_pretrained(folder)
-
-
-def grammar_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with our string pattern replaced by the length bound llama.cpp supports.
-
-    llama.cpp's JSON grammar already excludes control characters from strings; its regex
-    support does not cover our negated class with ``\\u`` ranges.
-    """
-    def unpattern(node: dict[str, Any]) -> None:
-        bounds = BOUNDED_STRING.search(node.get("pattern", "")) \
-            if node.get("type") == "string" else None
-        if bounds:
-            del node["pattern"]
-            node.update(minLength=int(bounds[1]), maxLength=int(bounds[2]))
-
-    return edited_copy(schema, unpattern)
+def grammar_schema(spec: SchemaSpec) -> dict[str, Any]:
+    """The schema's JSON Schema with our bounds written as string lengths: llama.cpp's regex
+    support does not cover our string pattern's negated class with ``\\u`` ranges."""
+    return bounded_json_schema(spec.model.model_json_schema(), strings="length")
 
 
 def llama_cpp_loop(task: Task, gguf: Path, config: ExtractorConfig, limit: int | None, *,
@@ -81,20 +68,20 @@ def llama_cpp_loop(task: Task, gguf: Path, config: ExtractorConfig, limit: int |
     """
     from llama_cpp import Llama, LlamaGrammar
 
-    from bench.extraction_speed import answer_line, pipeline_prompt
+    from bench.extraction_speed import answer_line, pipeline_prompts
 
     llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_batch=512,
                 verbose=False)
-    schema = grammar_schema(get_schema(task.schema).json_schema())
-    constraint = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False) \
-        if grammar else None
+    spec = get_schema(task.schema)
+    constraint = LlamaGrammar.from_json_schema(json.dumps(grammar_schema(spec)),
+                                               verbose=False) if grammar else None
     lines = []
-    for example in task.examples[:limit]:
-        prompt_ids = pipeline_prompt(config, task, tokenizer, example.text)
+    for example, prompt_ids in zip(task.examples,
+                                   pipeline_prompts(config, task, tokenizer, limit)):
         started = time.perf_counter()
         out = llm.create_completion(prompt_ids, max_tokens=config.max_new_tokens,
                                     temperature=0.0, top_k=1, grammar=constraint)
         seconds = time.perf_counter() - started
-        lines.append(answer_line(task, example, out["choices"][0]["text"], seconds=seconds,
-                                 new_tokens=out["usage"]["completion_tokens"]))
+        lines.append(answer_line(task, spec, example, out["choices"][0]["text"],
+                                 seconds=seconds, new_tokens=out["usage"]["completion_tokens"]))
     return lines

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import machine
 from bench.extraction_speed import SETTINGS, first_json_object
 from extraction import models
@@ -52,12 +54,12 @@ def test_llama_cpp_grammar_schema_keeps_our_bounds_without_the_pattern():
     from extraction.schemas import get_schema
 
     ours = get_schema("doping").json_schema()
-    theirs = grammar_schema(ours)
+    theirs = grammar_schema(get_schema("doping"))
     host = theirs["$defs"]["DopingLink"]["properties"]["host"]
     assert "pattern" not in host and (host["minLength"], host["maxLength"]) == (1, 48)
     assert theirs["properties"]["hosts"]["items"]["maxLength"] == 48
     assert theirs["properties"]["links"]["maxItems"] == ours["properties"]["links"]["maxItems"]
-    assert "pattern" in ours["properties"]["hosts"]["items"]  # the input is left alone
+    assert "pattern" in ours["properties"]["hosts"]["items"]  # xgrammar's schema is unchanged
     assert "pattern" not in json.dumps(theirs)
 
 
@@ -67,3 +69,18 @@ def test_bench_refuses_a_missing_gguf_before_any_work(tmp_path):
     assert done.returncode == 2
     assert "missing.gguf: no such GGUF file" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_gguf_export_failure_is_one_clear_error_and_keeps_an_existing_file(tiny_model_dirs,
+                                                                          tmp_path):
+    from bench.llamacpp_loop import export_gguf
+    from extraction.errors import ConfigError
+
+    failing = tmp_path / "convert_hf_to_gguf.py"
+    failing.write_text("import sys; sys.exit('no module named sentencepiece')\n")
+    out = tmp_path / "model.gguf"
+    out.write_bytes(b"an earlier good export")
+    with pytest.raises(ConfigError, match=r"converter failed \(exit 1\)"):
+        export_gguf(str(tiny_model_dirs["llama"]), None, out, convert_script=failing)
+    assert out.read_bytes() == b"an earlier good export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["convert_hf_to_gguf.py", "model.gguf"]

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -76,7 +76,8 @@ def load_examples(name: str) -> tuple[Example, ...]:
     return tuple(Example(**item) for item in json.loads(path.read_text(encoding="utf-8")))
 
 
-def bounded_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+def bounded_json_schema(schema: dict[str, Any], *,
+                        strings: Literal["pattern", "length"] = "pattern") -> dict[str, Any]:
     """Copy of ``schema`` where every string and every array has an upper bound.
 
     Strings become a bounded pattern that also excludes control characters, quotes and
@@ -84,13 +85,19 @@ def bounded_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     JSON invalid): the decoder can then neither loop inside a string nor write bad JSON.
     Surrogate code points are excluded too: xgrammar would accept their 3-byte forms, which
     are not UTF-8 and decode to three replacement characters, breaking the length bound.
+    ``strings="length"`` bounds strings with minLength/maxLength instead, for grammar engines
+    whose regex support does not cover that class (llama.cpp's JSON grammar already keeps
+    control characters out of strings).
     """
     def bound(node: dict[str, Any]) -> None:
         kind = node.get("type")
         if kind == "string" and not {"enum", "const", "pattern", "format"} & node.keys():
             low = int(node.pop("minLength", 0))
             high = int(node.pop("maxLength", DEFAULT_MAX_STRING))
-            node["pattern"] = f'^[^"\\\\\\x00-\\x1f\\ud800-\\udfff]{{{low},{high}}}$'
+            if strings == "length":
+                node.update(minLength=low, maxLength=high)
+            else:
+                node["pattern"] = f'^[^"\\\\\\x00-\\x1f\\ud800-\\udfff]{{{low},{high}}}$'
         if kind == "array" and "maxItems" not in node:
             node["maxItems"] = DEFAULT_MAX_ITEMS
 
