@@ -1,22 +1,29 @@
 """The greedy decode loop behind ``generation.generate``: many prompts at once, one grammar
 matcher per sequence, fast-forward of forced tokens with verification.
 
-Layout of a step: every active row feeds its pending tokens (the prompt's new part at first,
-then the last chosen token) followed by the tokens its grammar forces, right-aligned and
-left-padded to the widest row. Positions are passed explicitly, so padding and rejected
-forced tokens are simply masked out for good (attention mask 0) instead of being cut from
-the KV cache: rows of different lengths share one cache tensor. Finished rows leave the
-batch, so the step cost follows the rows still running.
+A step: every active row feeds its pending tokens (the prompt's new part at first, then the
+last chosen token) followed by the tokens its grammar forces. Two ways to run it, same
+answers:
+
+- ``PackedSteps`` (models ``packed.supports``): all rows' tokens as one sequence, no
+  padding, the prompt prefix's keys/values shared by every row (see ``packed``);
+- ``PaddedSteps`` (any model): rows right-aligned and left-padded to the widest, positions
+  passed explicitly, so padding and rejected forced tokens are masked out for good
+  (attention mask 0) instead of being cut from the KV cache.
+
+Finished rows leave the batch, so the step cost follows the rows still running.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from extraction import packed as packing
 from extraction.errors import GenerationError
 from extraction.models import LoadedModel
 
@@ -40,8 +47,10 @@ class BatchDecoder:
     """Greedy decoding of rows that share a model and (optionally) a prompt-prefix cache."""
 
     def __init__(self, loaded: LoadedModel, constraint: Any | None, *, max_new_tokens: int,
-                 stop_at_json_end: bool, fast_forward: bool, stop_ids: set[int]) -> None:
+                 stop_at_json_end: bool, fast_forward: bool, stop_ids: set[int],
+                 packed: bool = False) -> None:
         self.loaded, self.constraint = loaded, constraint
+        self.packed = packed
         self.max_new_tokens = max_new_tokens
         self.stop_at_json_end = stop_at_json_end
         self.fast_forward = fast_forward and constraint is not None
@@ -58,42 +67,33 @@ class BatchDecoder:
                    matcher=self.constraint.matcher() if self.constraint else None,
                    scanner=JsonEndScanner())
 
-    def run(self, rows: list[Row], past: Any, past_length: int) -> float:
-        """Decode every row to its end; returns the seconds to the first forward pass."""
+    def run(self, rows: list[Row], prefix: Any | None, prefix_length: int) -> float:
+        """Decode every row to its end; returns the seconds to the first forward pass.
+
+        ``prefix``: the KV cache (one row) of the first ``prefix_length`` tokens every row
+        starts with, or None.
+        """
         started = time.perf_counter()
         prefill_seconds = 0.0
-        device = self.loaded.device
+        steps_runner = (PackedSteps(self.loaded, len(rows), prefix, prefix_length)
+                        if self.packed else
+                        PaddedSteps(self.loaded, self.pad_id, len(rows), prefix, prefix_length))
         active = list(range(len(rows)))
-        attention = torch.ones((len(rows), past_length), dtype=torch.long)
         with torch.inference_mode():
             while active:
                 steps = [self._step_tokens(rows[i]) for i in active]
-                width = max(len(pending) + len(forced) for pending, forced in steps)
-                keep = max(len(forced) for _, forced in steps) + 1
-                input_ids, positions, step_mask = self._layout(
-                    [rows[i] for i in active], steps, width)
-                attention = torch.cat([attention, step_mask], dim=1)
-                out = self.loaded.model(input_ids=input_ids.to(device),
-                                        attention_mask=attention.to(device),
-                                        position_ids=positions.to(device),
-                                        past_key_values=past, use_cache=True,
-                                        logits_to_keep=keep)
-                past = out.past_key_values
+                logits = steps_runner.forward([rows[i] for i in active], steps)
                 if not prefill_seconds:
                     prefill_seconds = time.perf_counter() - started
-                logits = out.logits.float().cpu()  # (B, keep, V): masks are applied on CPU
                 for batch_row, index in enumerate(active):
                     pending, forced = steps[batch_row]
-                    rejected = self._advance(rows[index], pending, forced,
-                                             logits[batch_row, keep - len(forced) - 1:])
+                    rejected = self._advance(rows[index], pending, forced, logits[batch_row])
                     if rejected:
-                        attention[batch_row, -rejected:] = 0  # never attended to again
+                        steps_runner.reject(batch_row, rejected)
                 still = [b for b, index in enumerate(active) if rows[index].finish is None]
-                if len(still) < len(active):
-                    if still:
-                        past.batch_select_indices(torch.tensor(still, device=device))
-                    attention = attention[still]
-                    active = [active[b] for b in still]
+                if still and len(still) < len(active):
+                    steps_runner.keep(still)
+                active = [active[b] for b in still]
         return prefill_seconds
 
     def _step_tokens(self, row: Row) -> tuple[list[int], list[int]]:
@@ -103,22 +103,6 @@ class BatchDecoder:
         forced = self._forced(row)
         row.grammar_seconds += time.perf_counter() - started
         return row.pending, forced
-
-    def _layout(self, rows: list[Row], steps: list[tuple[list[int], list[int]]],
-                width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right-aligned input ids, explicit positions and this step's mask columns."""
-        batch = len(rows)
-        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
-        positions = torch.zeros((batch, width), dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for b, (row, (pending, forced)) in enumerate(zip(rows, steps)):
-            tokens = pending + forced
-            pad = width - len(tokens)
-            input_ids[b, pad:] = torch.tensor(tokens)
-            positions[b, pad:] = torch.arange(row.next_position, row.next_position + len(tokens))
-            positions[b, :pad] = row.next_position  # masked; any valid position will do
-            mask[b, pad:] = 1
-        return input_ids, positions, mask
 
     def _advance(self, row: Row, pending: list[int], forced: list[int],
                  logits: torch.Tensor) -> int:
@@ -197,6 +181,87 @@ class BatchDecoder:
                 break
             accepted.append(token)
         return accepted
+
+
+class PaddedSteps:
+    """Steps as one padded batch: works with any model."""
+
+    def __init__(self, loaded: LoadedModel, pad_id: int, rows: int, prefix: Any | None,
+                 prefix_length: int) -> None:
+        self.loaded, self.pad_id = loaded, pad_id
+        self.past = None
+        if prefix is not None:
+            self.past = copy.deepcopy(prefix)
+            if rows > 1:
+                self.past.batch_repeat_interleave(rows)
+        self.attention = torch.ones((rows, prefix_length), dtype=torch.long)
+
+    def forward(self, rows: list[Row], steps: list[tuple[list[int], list[int]]]
+                ) -> list[torch.Tensor]:
+        """Run one step; per row, the logits at its forced tokens and after them."""
+        width = max(len(pending) + len(forced) for pending, forced in steps)
+        keep = max(len(forced) for _, forced in steps) + 1
+        input_ids, positions, step_mask = self._layout(rows, steps, width)
+        self.attention = torch.cat([self.attention, step_mask], dim=1)
+        device = self.loaded.device
+        out = self.loaded.model(input_ids=input_ids.to(device),
+                                attention_mask=self.attention.to(device),
+                                position_ids=positions.to(device), past_key_values=self.past,
+                                use_cache=True, logits_to_keep=keep)
+        self.past = out.past_key_values
+        logits = out.logits.float().cpu()  # (B, keep, V): masks are applied on CPU
+        return [logits[b, keep - len(forced) - 1:] for b, (_, forced) in enumerate(steps)]
+
+    def reject(self, batch_row: int, count: int) -> None:
+        self.attention[batch_row, -count:] = 0  # never attended to again
+
+    def keep(self, batch_rows: list[int]) -> None:
+        self.past.batch_select_indices(torch.tensor(batch_rows, device=self.loaded.device))
+        self.attention = self.attention[batch_rows]
+
+    def _layout(self, rows: list[Row], steps: list[tuple[list[int], list[int]]],
+                width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-aligned input ids, explicit positions and this step's mask columns."""
+        batch = len(rows)
+        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((batch, width), dtype=torch.long)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        for b, (row, (pending, forced)) in enumerate(zip(rows, steps)):
+            tokens = pending + forced
+            pad = width - len(tokens)
+            input_ids[b, pad:] = torch.tensor(tokens)
+            positions[b, pad:] = torch.arange(row.next_position, row.next_position + len(tokens))
+            positions[b, :pad] = row.next_position  # masked; any valid position will do
+            mask[b, pad:] = 1
+        return input_ids, positions, mask
+
+
+class PackedSteps:
+    """Steps as one packed sequence without padding (``packing.supports`` models)."""
+
+    def __init__(self, loaded: LoadedModel, rows: int, prefix: Any | None,
+                 prefix_length: int) -> None:
+        packing.enable(loaded.model)
+        self.loaded = loaded
+        self.cache = packing.PackedCache(rows, prefix, prefix_length)
+
+    def forward(self, rows: list[Row], steps: list[tuple[list[int], list[int]]]
+                ) -> list[torch.Tensor]:
+        """Run one step; per row, the logits at its forced tokens and after them."""
+        tokens = [pending + forced for pending, forced in steps]
+        layout = self.cache.plan([len(t) for t in tokens], [row.next_position for row in rows])
+        keep_last = [len(forced) + 1 for _, forced in steps]
+        inputs = packing.step_inputs(tokens, layout, keep_last)
+        device = self.loaded.device
+        out = self.loaded.model(**{name: value.to(device) for name, value in inputs.items()},
+                                past_key_values=self.cache, use_cache=True)
+        return list(torch.split(out.logits[0].float().cpu(), keep_last))
+
+    def reject(self, batch_row: int, count: int) -> None:
+        self.cache.reject(batch_row, count)
+
+    def keep(self, batch_rows: list[int]) -> None:
+        self.cache.keep(batch_rows)
 
 
 def pick_closer(logits: torch.Tensor, closers: list[int]) -> int | None:

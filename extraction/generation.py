@@ -7,7 +7,6 @@ strings, arrays and objects, so a constrained output always finishes as valid JS
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 import torch
 
+from extraction import packed as packing
 from extraction.decoding import BatchDecoder
 from extraction.errors import GenerationError
 from extraction.models import LoadedModel
@@ -122,17 +122,11 @@ class PrefixCache:
         n = len(self.ids)
         return len(input_ids) > n and input_ids[:n] == self.ids
 
-    def copies(self, rows: int) -> Any:
-        """A private cache holding the prefix once per batch row."""
-        cache = copy.deepcopy(self.cache)
-        if rows > 1:
-            cache.batch_repeat_interleave(rows)
-        return cache
-
 
 def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | None = None,
              max_new_tokens: int = 512, stop_at_json_end: bool = True,
-             prefix: PrefixCache | None = None, fast_forward: bool = False) -> Generation:
+             prefix: PrefixCache | None = None, fast_forward: bool = False,
+             packed: bool = True) -> Generation:
     """Greedy-decode one answer for ``prompt`` (already rendered with the chat template).
 
     With ``prefix``, the prompt's first tokens come from the cached prefix and only the rest
@@ -147,18 +141,20 @@ def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | N
     """
     return generate_many(loaded, [prompt], constraint=constraint,
                          max_new_tokens=max_new_tokens, stop_at_json_end=stop_at_json_end,
-                         prefix=prefix, fast_forward=fast_forward)[0]
+                         prefix=prefix, fast_forward=fast_forward, packed=packed)[0]
 
 
 def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
                   constraint: JsonConstraint | None = None, max_new_tokens: int = 512,
                   stop_at_json_end: bool = True, prefix: PrefixCache | None = None,
-                  fast_forward: bool = False) -> list[Generation]:
+                  fast_forward: bool = False, packed: bool = True) -> list[Generation]:
     """Greedy-decode several prompts in one batch (one grammar matcher per sequence).
 
     Each answer is the one ``generate`` gives for its prompt alone, up to floating-point
     differences of batched arithmetic; rows leave the batch as they finish. The prefix
-    cache is used when every prompt starts with it.
+    cache is used when every prompt starts with it. ``packed``: run the batch as one packed
+    sequence (no padding, prefix shared) where the model supports it; off, or for other
+    models, as a padded batch.
     """
     if constraint is not None and max_new_tokens <= constraint.reserve:
         raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for this schema",
@@ -167,13 +163,15 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
     started = time.perf_counter()
     encoded = [loaded.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     shared = prefix is not None and all(prefix.matches(ids) for ids in encoded)
-    past, start = (prefix.copies(len(encoded)), len(prefix.ids)) if shared else (None, 0)
+    start = len(prefix.ids) if shared else 0
+    packed = packed and packing.supports(loaded.model)
     decoder = BatchDecoder(loaded, constraint, max_new_tokens=max_new_tokens,
                            stop_at_json_end=stop_at_json_end,
-                           fast_forward=fast_forward and _full_attention_only(loaded.model),
-                           stop_ids=_stop_ids(loaded))
+                           fast_forward=fast_forward and (
+                               packed or _full_attention_only(loaded.model)),
+                           stop_ids=_stop_ids(loaded), packed=packed)
     rows = [decoder.new_row(ids[start:], start) for ids in encoded]
-    prefill_seconds = decoder.run(rows, past, start)
+    prefill_seconds = decoder.run(rows, prefix.cache if shared else None, start)
     total = time.perf_counter() - started
     return [Generation(text=loaded.tokenizer.decode(row.generated, skip_special_tokens=True),
                        token_ids=row.generated, prompt_tokens=len(ids),
@@ -185,9 +183,10 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
 
 
 def _full_attention_only(model: Any) -> bool:
-    """Whether fast-forward keeps answers greedy-identical for this model. Rejected forced
-    tokens stay in the KV cache, masked out; a sliding-window layer (Gemma 3) still counts
-    those slots against its window, so there they could change what the model attends to."""
+    """Whether fast-forward keeps padded batches greedy-identical for this model. Rejected
+    forced tokens stay in the KV cache, masked out; transformers' sliding-window layers
+    (Gemma 3) still count those slots against their window, so there they could change what
+    the model attends to. (Packed steps window by position, so they have no such limit.)"""
     config = getattr(model.config, "text_config", None) or model.config
     layer_types = getattr(config, "layer_types", None)
     return not layer_types or all(kind == "full_attention" for kind in layer_types)

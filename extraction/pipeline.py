@@ -60,6 +60,9 @@ class ExtractorConfig(BaseModel):
                             "decoded together (extract_many); greedy answers do not change")
     fast_forward: bool = Field(True, description="append the tokens the schema forces (keys, "
                                                  "quotes, brackets) without a model step each")
+    packed_batches: bool = Field(True, description="run a batch's sequences as one packed "
+                                 "step (no padding, prompt prefix attended once) where the "
+                                 "model allows; off: a padded batch")
 
     @model_validator(mode="after")
     def _resolve_auto_adapter(self) -> ExtractorConfig:
@@ -231,7 +234,8 @@ class Extractor:
         outs = generation.generate_many(self.loaded, prompts, constraint=self.constraint,
                                         max_new_tokens=self.config.max_new_tokens,
                                         prefix=self.prefix_cache,
-                                        fast_forward=self.config.fast_forward)
+                                        fast_forward=self.config.fast_forward,
+                                        packed=self.config.packed_batches)
         return [(out.text, {"prompt_tokens": out.prompt_tokens,
                             "new_tokens": len(out.token_ids),
                             "forward_passes": out.forward_passes,

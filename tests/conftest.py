@@ -31,7 +31,7 @@ INIT_STD = 0.3
 
 
 def _tiny_config(arch: str, vocab_size: int):
-    from transformers import LlamaConfig, OPTConfig
+    from transformers import Gemma3TextConfig, LlamaConfig, OPTConfig, Qwen2Config
 
     if arch == "llama":
         return LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
@@ -42,25 +42,38 @@ def _tiny_config(arch: str, vocab_size: int):
         return OPTConfig(vocab_size=vocab_size, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
                          num_attention_heads=4, max_position_embeddings=4096,
                          word_embed_proj_dim=32, init_std=INIT_STD)
+    if arch == "qwen2":
+        return Qwen2Config(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           max_position_embeddings=4096, tie_word_embeddings=True,
+                           initializer_range=INIT_STD)
+    if arch == "gemma3_text":  # a window far shorter than the prompt: windowed layers matter
+        return Gemma3TextConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                                num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=1, head_dim=8, sliding_window=24,
+                                layer_types=["sliding_attention", "full_attention"],
+                                max_position_embeddings=4096, initializer_range=INIT_STD)
     raise ValueError(arch)
+
+
+def tiny_model_folder(arch: str, tokenizer_dir: Path, folder: Path) -> Path:
+    """Save a tiny random model of ``arch`` with the real tokenizer into ``folder``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(_tiny_config(arch, len(tokenizer))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dirs(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
                     ) -> dict[str, Path]:
     """Folders holding tiny random LLaMA and OPT models, loadable like any local model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
-    folders = {}
-    for arch in ("llama", "opt"):
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(_tiny_config(arch, len(tokenizer)))
-        folder = tmp_path_factory.mktemp(f"tiny-{arch}")
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        folders[arch] = folder
-    return folders
+    return {arch: tiny_model_folder(arch, default_model_dir,
+                                    tmp_path_factory.mktemp(f"tiny-{arch}"))
+            for arch in ("llama", "opt")}
 
 
 @pytest.fixture(params=["llama", "opt"])

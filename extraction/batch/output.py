@@ -81,7 +81,7 @@ class OutputPaths:
 
 
 # Options that change how fast records come, not what they are (greedy answers are the same).
-SPEED_ONLY = {"batch_size", "fast_forward", "reuse_prefix"}
+SPEED_ONLY = {"batch_size", "fast_forward", "reuse_prefix", "packed_batches"}
 
 
 def fingerprint(config: ExtractorConfig) -> str:
