@@ -183,8 +183,7 @@ class PackedCache:
         scores = torch.cat(parts, dim=-1).float() * scaling
         if softcap is not None:
             scores = torch.tanh(scores / softcap) * softcap
-        allowed = self._allowed(layer, window).to(query.device)
-        probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+        probs = torch.softmax(scores + self._mask(layer, window).to(query.device), dim=-1)
         probs = probs.to(query.dtype)
         prefix_slots = scores.shape[-1] - used
         padded_probs = probs.new_zeros((batch, kv_heads, group, width, used))
@@ -201,8 +200,9 @@ class PackedCache:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _allowed(self, layer: int, window: int | None) -> torch.Tensor:
-        """(N, prefix + used) bool: which keys each packed token may attend to."""
+    def _mask(self, layer: int, window: int | None) -> torch.Tensor:
+        """(N, prefix + used) additive float mask: 0 where a packed token may attend to a
+        key, -inf where not (one per step and kind of layer)."""
         prefix_slots = self.prefix[layer][0].shape[2] if self.prefix is not None else 0
         layout = self.layout
         cached = layout.masks.get((prefix_slots, window))
@@ -219,8 +219,9 @@ class PackedCache:
             from_prefix = (query_positions - prefix_positions < window if window is not None
                            else torch.ones((len(layout.rows), prefix_slots), dtype=torch.bool))
             allowed = torch.cat([from_prefix, allowed], dim=1)
-        layout.masks[(prefix_slots, window)] = allowed
-        return allowed
+        mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
+        layout.masks[(prefix_slots, window)] = mask
+        return mask
 
     def _reserve(self, used: int) -> None:
         if used <= self.capacity:

@@ -56,8 +56,8 @@ class ExtractorConfig(BaseModel):
     strict_grounding: bool = Field(False, description="drop values not found in the source")
     reuse_prefix: bool = Field(True, description="compute the fixed prompt prefix's KV cache "
                                                  "once and reuse it for every document")
-    batch_size: int = Field(8, ge=1, le=64, description="texts whose first answers are "
-                            "decoded together (extract_many); greedy answers do not change")
+    batch_size: int = Field(8, ge=1, le=64, description="texts decoded together (answers, "
+                            "Reflexion reflections and retries); greedy answers do not change")
     fast_forward: bool = Field(True, description="append the tokens the schema forces (keys, "
                                                  "quotes, brackets) without a model step each")
     packed_batches: bool = Field(True, description="run a batch's sequences as one packed "
@@ -143,8 +143,9 @@ class Extractor:
             yield from self.extract_group(group)
 
     def extract_group(self, documents: Sequence[Document]) -> list[Extraction]:
-        """Extract several documents; the first answers of all their windows are decoded in
-        batches, Reflexion retries one window at a time."""
+        """Extract several documents. Reflexion runs over all their windows in rounds: the
+        first answers, then the reflections and retries of those that need one, each
+        decoded ``batch_size`` at a time."""
         started = time.perf_counter()
         results, plans = [], []
         for document in documents:
@@ -157,33 +158,34 @@ class Extractor:
                        "precision": self.loaded.precision, "device": self.loaded.device},
                 timings={"retrieval_s": round(time.perf_counter() - window_started, 4)}))
             plans.append(windows)
-        texts = [window.text for windows in plans for window in windows]
-        firsts = iter(self._first_attempts(texts))
-        for document, windows, result in zip(documents, plans, results):
-            self._finish(document, windows, [next(firsts) for _ in windows], result)
+        grounders = [Grounder(document) for document in documents]
+        trials = [[reflexion.Trial(window.text, grounder) for window in windows]
+                  for windows, grounder in zip(plans, grounders)]
+        every = [trial for group in trials for trial in group]
+        reflexion.run_many(
+            self.spec, every, generate=self._attempts, max_attempts=self.config.max_attempts,
+            firsts=self._first_attempts([trial.text for trial in every]),
+            reflect=self._reflections if self.config.reflect_with_model else None,
+            critique=self._critiques if self.config.self_critique else None)
+        for document, windows, group, grounder, result in zip(documents, plans, trials,
+                                                              grounders, results):
+            self._finish(document, windows, group, grounder, result)
             result.timings["total_s"] = round(time.perf_counter() - started, 4)
         return results
 
     def _finish(self, document: Document, windows: list[retrieval.Window],
-                firsts: list[tuple[str, dict[str, Any]]], result: Extraction) -> None:
-        """Reflexion per window (from its first answer), grounding and evidence."""
-        grounder = Grounder(document)
-        for window, first in zip(windows, firsts):
-            best, attempts = reflexion.run(
-                self.spec, window.text, grounder,
-                generate=lambda feedback, w=window: self._attempt(w.text, feedback),
-                max_attempts=self.config.max_attempts, first=first,
-                reflect=(lambda a, w=window: self._reflect(w.text, a))
-                if self.config.reflect_with_model else None,
-                critique=(lambda raw, w=window: self._critique(w.text, raw))
-                if self.config.self_critique else None)
+                trials: list[reflexion.Trial], grounder: Grounder, result: Extraction) -> None:
+        """Records (best attempt per window), grounding and evidence."""
+        for window, trial in zip(windows, trials):
+            best = trial.best()
             result.trace.append({"window": {"start": window.start, "end": window.end},
                                  "best_attempt": best.number,
-                                 "attempts": [a.to_dict() for a in attempts]})
+                                 "attempts": [a.to_dict() for a in trial.attempts]})
             record = best.record
             if record is None:
                 result.errors.append(f"window {window.start}-{window.end}: no valid answer after "
-                                     f"{len(attempts)} attempt(s): {'; '.join(best.errors)}")
+                                     f"{len(trial.attempts)} attempt(s): "
+                                     f"{'; '.join(best.errors)}")
                 continue
             if self.config.strict_grounding:
                 record = self._strict(record, grounder, result)
@@ -209,23 +211,22 @@ class Extractor:
         return windows
 
     def _first_attempts(self, texts: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
-        """First answers (no feedback) for many texts, ``batch_size`` at a time."""
+        """First answers (no feedback) for many texts."""
+        return self._attempts([(text, []) for text in texts])
+
+    def _attempts(self, items: Sequence[tuple[str, Sequence[str]]]
+                  ) -> list[tuple[str, dict[str, Any]]]:
+        """Answers for (text, feedback lines) pairs, decoded ``batch_size`` at a time."""
         answers = []
-        size = self.config.batch_size
-        for offset in range(0, len(texts), size):
-            batch = texts[offset:offset + size]
-            messages = [prompting.build_messages(self.spec, text, examples=self.examples)
-                        for text in batch]
-            answers += self._decode(messages, with_feedback=False)
+        for batch in _batches(items, self.config.batch_size):
+            messages = [prompting.build_messages(self.spec, text, examples=self.examples,
+                                                 feedback=feedback)
+                        for text, feedback in batch]
+            answers += self._decode(messages, [bool(feedback) for _, feedback in batch])
         return answers
 
-    def _attempt(self, text: str, feedback: Any) -> tuple[str, dict[str, Any]]:
-        messages = prompting.build_messages(self.spec, text, examples=self.examples,
-                                            feedback=feedback)
-        return self._decode([messages], with_feedback=bool(feedback))[0]
-
-    def _decode(self, conversations: list[list[dict[str, str]]], *,
-                with_feedback: bool) -> list[tuple[str, dict[str, Any]]]:
+    def _decode(self, conversations: list[list[dict[str, str]]],
+                with_feedback: Sequence[bool]) -> list[tuple[str, dict[str, Any]]]:
         """Answers (constrained unless configured off) for conversations decoded as one
         batch, with each one's decode figures.
 
@@ -245,24 +246,28 @@ class Extractor:
                             "seconds": round(out.total_seconds / len(outs), 4),
                             "batch_rows": len(outs),
                             "finish_reason": out.finish_reason,
-                            "feedback_in_prompt": messages[-1]["content"] if with_feedback
+                            "feedback_in_prompt": messages[-1]["content"] if feedback
                             else None})
-                for out, messages in zip(outs, conversations)]
+                for out, messages, feedback in zip(outs, conversations, with_feedback)]
 
-    def _reflect(self, text: str, attempt: reflexion.Attempt) -> str:
-        prompt = prompting.render(self.loaded.tokenizer,
-                                  prompting.reflection_messages(text, attempt.raw, attempt.signals))
-        out = generation.generate(self.loaded, prompt, max_new_tokens=48,
-                                  stop_at_json_end=False)
-        written = out.text.strip().splitlines()[0][:300] if out.text.strip() else ""
-        if not written.strip(" .-"):
-            # The model wrote nothing usable: state the first problem as the reflection.
-            written = f"I must fix this: {attempt.signals[0]}"
+    def _reflections(self, items: Sequence[tuple[str, reflexion.Attempt]]) -> list[str]:
+        """What the model writes about each failed attempt (one line), decoded in batches."""
+        written = []
+        for batch in _batches(items, self.config.batch_size):
+            prompts = [prompting.render(self.loaded.tokenizer, prompting.reflection_messages(
+                text, attempt.raw, attempt.signals)) for text, attempt in batch]
+            outs = generation.generate_many(self.loaded, prompts, max_new_tokens=48,
+                                            stop_at_json_end=False,
+                                            packed=self.config.packed_batches)
+            written += [_reflection_line(out.text, attempt)
+                        for out, (_, attempt) in zip(outs, batch)]
         return written
 
-    def _critique(self, text: str, raw: str) -> str:
-        prompt = prompting.render(self.loaded.tokenizer, prompting.critique_messages(text, raw))
-        return generation.choose(self.loaded, prompt, ["yes", "no"])
+    def _critiques(self, items: Sequence[tuple[str, str]]) -> list[str]:
+        """The model's yes/no verdict on each answer (one forward pass each)."""
+        return [generation.choose(self.loaded, prompting.render(
+            self.loaded.tokenizer, prompting.critique_messages(text, raw)), ["yes", "no"])
+            for text, raw in items]
 
     def _strict(self, record: dict[str, Any], grounder: Grounder,
                 result: Extraction) -> dict[str, Any]:
@@ -312,6 +317,17 @@ class Extractor:
             self._index = HnswIndex.load(folder)
             self._index.ensure_compatible(self.embedder.name, self.embedder.dim)
         return self._index
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for offset in range(0, len(items), size):
+        yield items[offset:offset + size]
+
+
+def _reflection_line(text: str, attempt: reflexion.Attempt) -> str:
+    """The first line the model wrote, or, if it wrote nothing usable, the first problem."""
+    line = text.strip().splitlines()[0][:300] if text.strip() else ""
+    return line if line.strip(" .-") else f"I must fix this: {attempt.signals[0]}"
 
 
 def _with_sentence(span: dict[str, Any], document: Document,

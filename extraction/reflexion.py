@@ -92,31 +92,76 @@ def evaluate(spec: SchemaSpec, raw: str, text: str, grounder: Grounder) -> tuple
 GenerateFn = Callable[[Sequence[str]], tuple[str, dict[str, Any]]]
 CritiqueFn = Callable[[str], str]
 ReflectFn = Callable[["Attempt"], str]
+# The batched forms: one call per round for every text still being worked on.
+GenerateManyFn = Callable[[Sequence[tuple[str, Sequence[str]]]], list[tuple[str, dict[str, Any]]]]
+ReflectManyFn = Callable[[Sequence[tuple[str, "Attempt"]]], list[str]]
+CritiqueManyFn = Callable[[Sequence[tuple[str, str]]], list[str]]
+
+
+@dataclass
+class Trial:
+    """One text's Reflexion loop, kept between rounds."""
+
+    text: str
+    grounder: Grounder
+    attempts: list[Attempt] = field(default_factory=list)
+    feedback: list[str] = field(default_factory=list)
+    done: bool = False
+
+    def best(self) -> Attempt:
+        return max(self.attempts, key=lambda a: a.score())  # max keeps the first of equals
+
+
+def run_many(spec: SchemaSpec, trials: Sequence[Trial], *, generate: GenerateManyFn,
+             max_attempts: int = 2, reflect: ReflectManyFn | None = None,
+             critique: CritiqueManyFn | None = None,
+             firsts: Sequence[tuple[str, dict[str, Any]]] | None = None) -> None:
+    """Attempt, evaluate, reflect, retry, for many texts in rounds: each round asks for all
+    its answers (then all its reflections) in one call, so a batching model decodes them
+    together instead of one text at a time. Each text's loop is the same as alone.
+
+    ``firsts``: first answers already generated (raw, stats), one per trial.
+    """
+    for number in range(1, max_attempts + 1):
+        running = [trial for trial in trials if not trial.done]
+        if not running:
+            break
+        answers = (firsts if number == 1 and firsts is not None
+                   else generate([(trial.text, trial.feedback) for trial in running]))
+        for trial, (raw, stats) in zip(running, answers, strict=True):
+            checked, signals = evaluate(spec, raw, trial.text, trial.grounder)
+            trial.attempts.append(Attempt(number=number, feedback=list(trial.feedback), raw=raw,
+                                          record=checked.record, generation=stats, **signals))
+        if critique is not None:
+            judged = [trial for trial in running if trial.attempts[-1].record is not None]
+            verdicts = critique([(trial.text, trial.attempts[-1].raw) for trial in judged])
+            for trial, verdict in zip(judged, verdicts, strict=True):
+                trial.attempts[-1].critique = verdict
+        retrying = [trial for trial in running
+                    if trial.attempts[-1].signals and number < max_attempts]
+        for trial in running:
+            trial.done = trial not in retrying
+        reflections = (reflect([(trial.text, trial.attempts[-1]) for trial in retrying])
+                       if reflect is not None and retrying else [None] * len(retrying))
+        for trial, reflection in zip(retrying, reflections, strict=True):
+            attempt = trial.attempts[-1]
+            attempt.reflection = reflection
+            trial.feedback = attempt.signals + ([f"Reflection: {reflection}"] if reflection
+                                                else [])
 
 
 def run(spec: SchemaSpec, text: str, grounder: Grounder, *, generate: GenerateFn,
         max_attempts: int = 2, reflect: ReflectFn | None = None,
         critique: CritiqueFn | None = None,
         first: tuple[str, dict[str, Any]] | None = None) -> tuple[Attempt, list[Attempt]]:
-    """Attempt, evaluate, reflect, retry; return (best attempt, all attempts).
+    """Attempt, evaluate, reflect, retry for one text; return (best attempt, all attempts).
 
-    ``first`` is a first answer (raw, stats) already generated, e.g. in a batch with other
-    texts' first answers; retries still call ``generate``.
+    ``first`` is a first answer (raw, stats) already generated; retries call ``generate``.
     """
-    attempts: list[Attempt] = []
-    feedback: list[str] = []
-    for number in range(1, max_attempts + 1):
-        raw, stats = first if (number == 1 and first is not None) else generate(feedback)
-        checked, signals = evaluate(spec, raw, text, grounder)
-        attempt = Attempt(number=number, feedback=list(feedback), raw=raw,
-                          record=checked.record, generation=stats, **signals)
-        if critique is not None and checked.valid:
-            attempt.critique = critique(raw)
-        attempts.append(attempt)
-        if not attempt.signals or number == max_attempts:
-            break
-        attempt.reflection = reflect(attempt) if reflect is not None else None
-        feedback = attempt.signals + ([f"Reflection: {attempt.reflection}"]
-                                      if attempt.reflection else [])
-    best = max(attempts, key=lambda a: a.score())  # max keeps the first of equals
-    return best, attempts
+    trial = Trial(text, grounder)
+    run_many(spec, [trial], generate=lambda items: [generate(fb) for _, fb in items],
+             max_attempts=max_attempts,
+             reflect=(lambda items: [reflect(a) for _, a in items]) if reflect else None,
+             critique=(lambda items: [critique(raw) for _, raw in items]) if critique else None,
+             firsts=[first] if first is not None else None)
+    return trial.best(), trial.attempts

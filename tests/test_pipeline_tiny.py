@@ -95,8 +95,8 @@ def test_strict_grounding_drops_every_ungrounded_value(tiny_model):
 
 
 def test_documents_extracted_together_match_one_at_a_time(tiny_model):
-    """extract_many decodes first answers in batches; the records and the attempts' answers
-    are those of extracting each document alone."""
+    """extract_many decodes first answers, reflections and retries in batches; the records,
+    the attempts' answers and the reflections are those of extracting each document alone."""
     config = ExtractorConfig(model=tiny_model.name, schema_name="doping", max_new_tokens=96,
                              batch_size=3, max_attempts=2)
     extractor = Extractor(config, loaded=tiny_model)
@@ -108,8 +108,13 @@ def test_documents_extracted_together_match_one_at_a_time(tiny_model):
     assert [r.records for r in together] == [r.records for r in alone]
     assert [[a["raw"] for t in r.trace for a in t["attempts"]] for r in together] == \
         [[a["raw"] for t in r.trace for a in t["attempts"]] for r in alone]
+    assert [[a["reflection"] for t in r.trace for a in t["attempts"]] for r in together] == \
+        [[a["reflection"] for t in r.trace for a in t["attempts"]] for r in alone]
     rows = [t["attempts"][0]["generation"]["batch_rows"] for r in together for t in r.trace]
     assert rows == [3, 3, 3, 1]
+    retried = [t["attempts"][1]["generation"]["batch_rows"] for r in together for t in r.trace
+               if len(t["attempts"]) > 1]
+    assert len(retried) > 1 and max(retried) > 1  # the retries of a round decode together
 
 
 def test_int8_model_extracts_with_the_constraint(tiny_model_dirs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from extraction.grounding import Grounder
 from extraction.pipeline import Extractor, ExtractorConfig
-from extraction.reflexion import Attempt, run
+from extraction.reflexion import Attempt, Trial, run, run_many
 from extraction.schemas import get_schema
 from extraction.types import Document
 
@@ -84,3 +84,30 @@ def test_a_material_listed_as_its_own_dopant_is_a_signal():
     assert attempts[0].inconsistent == ["'lmp' is listed both as a host and as a dopant"]
     assert "'lmp' is listed both as a host and as a dopant" in attempts[1].feedback
     assert best is attempts[1]
+
+
+def test_a_round_asks_for_all_its_retries_at_once_and_each_text_keeps_its_own_loop():
+    spec = get_schema("doping")
+    clean = ('{"hosts":["SrLaMgTaO6"],"dopants":["Er3+"],'
+             '"links":[{"host":"SrLaMgTaO6","dopant":"Er3+"}]}')
+    invented = '{"hosts":["ZnO"],"dopants":["Er3+"],"links":[{"host":"ZnO","dopant":"Er3+"}]}'
+    scripts = {"a": [invented, clean], "b": [clean], "c": [invented, invented]}
+    calls: list[list[str]] = []
+
+    def answers(items):
+        calls.append([key for key, _ in items])
+        return [(scripts[key][1 if feedback else 0], {}) for key, feedback in items]
+
+    grounder = Grounder(Document.from_text(TEXT))
+    trials = [Trial(key, grounder) for key in scripts]
+    run_many(spec, trials, generate=answers, max_attempts=3,
+             reflect=lambda items: [f"fix {key}" for key, _ in items])
+    assert calls == [["a", "b", "c"], ["a", "c"], ["c"]]
+    assert [len(t.attempts) for t in trials] == [2, 1, 3]
+    assert trials[0].attempts[1].feedback[-1] == "Reflection: fix a"
+    for trial in trials:  # the same loop as the text alone
+        best, alone = run(spec, trial.text, grounder, max_attempts=3,
+                          generate=lambda fb, k=trial.text: (scripts[k][1 if fb else 0], {}),
+                          reflect=lambda a, k=trial.text: f"fix {k}")
+        assert [a.raw for a in alone] == [a.raw for a in trial.attempts]
+        assert best.number == trial.best().number
