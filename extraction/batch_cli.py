@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from extraction import cli_options as opt
-from extraction.settings import force_offline
+from extraction.settings import DEFAULT_BATCH_SIZE, force_offline
 
 force_offline()
 
@@ -106,7 +106,7 @@ def batch_command(
     retrieval: opt.Retrieval = "auto",
     strict_grounding: opt.StrictGrounding = False,
     max_new_tokens: opt.MaxNewTokens = 384,
-    batch_size: opt.BatchSize = 8,
+    batch_size: opt.BatchSize = DEFAULT_BATCH_SIZE,
     include: Annotated[list[str] | None, typer.Option(
         help="only files matching this glob (relative path or name; repeatable)")] = None,
     exclude: Annotated[list[str] | None, typer.Option(

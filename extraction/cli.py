@@ -12,7 +12,7 @@ import typer
 from extraction.errors import DocumentError, MatextractError
 from extraction.fileio import write_atomic
 from extraction import cli_options as opt
-from extraction.settings import force_offline, quiet_libraries
+from extraction.settings import DEFAULT_BATCH_SIZE, force_offline, quiet_libraries
 
 force_offline()
 
@@ -105,7 +105,7 @@ def extract(
                                                        f"{INDEX_FOLDER} above the file)")] = None,
     strict_grounding: opt.StrictGrounding = False,
     max_new_tokens: opt.MaxNewTokens = 384,
-    batch_size: opt.BatchSize = 8,
+    batch_size: opt.BatchSize = DEFAULT_BATCH_SIZE,
     out: Annotated[Path | None, typer.Option(help="write JSON Lines here (atomically)")] = None,
 ) -> None:
     """Extract schema records with evidence from documents; prints JSON."""

@@ -243,7 +243,7 @@ class PackedSteps:
                  prefix_length: int) -> None:
         packing.enable(loaded.model)
         self.loaded = loaded
-        self.cache = packing.PackedCache(rows, prefix, prefix_length)
+        self.cache = packing.PackedCache(rows, prefix, prefix_length, device=loaded.device)
 
     def forward(self, rows: list[Row], steps: list[tuple[list[int], list[int]]]
                 ) -> list[torch.Tensor]:

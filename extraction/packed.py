@@ -36,7 +36,8 @@ def supports(model: Any) -> bool:
     """Whether packed steps give this model the same answers as a padded batch."""
     config = getattr(model, "config", None)
     return (getattr(config, "model_type", None) in SUPPORTED_MODEL_TYPES
-            and getattr(config, "_attn_implementation", None) in ("sdpa", ATTENTION))
+            and getattr(config, "_attn_implementation", None) in ("sdpa", ATTENTION)
+            and getattr(config, "attn_logit_softcapping", None) is None)
 
 
 def enable(model: Any) -> None:
@@ -63,7 +64,7 @@ def attention(module: Any, query: torch.Tensor, key: Any, value: Any,
     scaling = kwargs.get("scaling")
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    return key.cache.attend(key.layer, query, scaling=scaling, softcap=kwargs.get("softcap"),
+    return key.cache.attend(key.layer, query, scaling=scaling,
                             window=kwargs.get("sliding_window")), None
 
 
@@ -85,19 +86,22 @@ class StepLayout:
     positions: torch.Tensor  # (N,) position ids
     width: int  # most tokens one row feeds in this step
     used: int  # buffer slots that can hold a valid key after this step
-    masks: dict[tuple, torch.Tensor] = field(default_factory=dict)  # per (layer kind)
+    on_device: dict[str, torch.Tensor] = field(default_factory=dict)  # rows, slots, query_index
+    masks: dict[tuple, torch.Tensor] = field(default_factory=dict)  # per kind of layer
 
 
 class PackedCache:
     """Keys and values of a batch of rows sharing one prompt prefix (duck-types the parts of
     transformers' ``Cache`` the supported models call)."""
 
-    def __init__(self, rows: int, prefix: Any | None, prefix_length: int) -> None:
+    def __init__(self, rows: int, prefix: Any | None, prefix_length: int,
+                 device: str = "cpu") -> None:
         # Per layer: (keys, values) of shape (1, kv_heads, P_layer, head_dim); a sliding-window
         # layer keeps only the prefix's last tokens, which end at position prefix_length - 1.
         self.prefix = ([(layer.keys[:1], layer.values[:1]) for layer in prefix.layers]
                        if prefix is not None else None)
         self.prefix_length = prefix_length
+        self.device = torch.device(device)
         self.capacity = 0
         self.lengths = torch.zeros(rows, dtype=torch.long)
         self.valid = torch.zeros((rows, 0), dtype=torch.bool)
@@ -122,7 +126,10 @@ class PackedCache:
         self.valid[rows, slots] = True
         self.slot_positions[rows, slots] = positions
         self.layout = StepLayout(rows=rows, slots=slots, query_index=query_index,
-                                 positions=positions, width=max(counts), used=used)
+                                 positions=positions, width=max(counts), used=used,
+                                 on_device={name: tensor.to(self.device) for name, tensor in
+                                            (("rows", rows), ("slots", slots),
+                                             ("query_index", query_index))})
         return self.layout
 
     def reject(self, row: int, count: int) -> None:
@@ -135,9 +142,10 @@ class PackedCache:
         index = torch.tensor(rows)
         self.lengths, self.valid = self.lengths[index], self.valid[index]
         self.slot_positions = self.slot_positions[index]
+        index = index.to(self.device)
         for layer in self.keys:
-            self.keys[layer] = self.keys[layer][index.to(self.keys[layer].device)]
-            self.values[layer] = self.values[layer][index.to(self.values[layer].device)]
+            self.keys[layer] = self.keys[layer][index]
+            self.values[layer] = self.values[layer][index]
 
     # --- the model's side -------------------------------------------------------------------
 
@@ -147,7 +155,7 @@ class PackedCache:
         layout = self.layout
         if layer not in self.keys or self.keys[layer].shape[2] < self.capacity:
             self._grow_layer(layer, key)
-        rows, slots = layout.rows.to(key.device), layout.slots.to(key.device)
+        rows, slots = layout.on_device["rows"], layout.on_device["slots"]
         self.keys[layer][rows, :, slots] = key[0].transpose(0, 1)
         self.values[layer][rows, :, slots] = value[0].transpose(0, 1)
         view = LayerView(self, layer)
@@ -157,71 +165,70 @@ class PackedCache:
         return self.prefix_length + int(self.lengths.max())
 
     def attend(self, layer: int, query: torch.Tensor, *, scaling: float,
-               softcap: float | None, window: int | None) -> torch.Tensor:
-        """Attention of the packed queries (1, heads, N, head_dim) -> (1, N, heads, head_dim)."""
+               window: int | None) -> torch.Tensor:
+        """Attention of the packed queries (1, heads, N, head_dim) -> (1, N, heads, head_dim).
+
+        Two attentions merged by their log-sum-exp (as in flash attention's blocks): every
+        query against the shared prefix, as one batch-1 call; each row's queries against its
+        own slots, padded to the row with the most queries of this step."""
         layout = self.layout
         keys, values = self.keys[layer], self.values[layer]
         batch, kv_heads, _, head_dim = keys.shape
         heads, count = query.shape[1], query.shape[2]
         group, width, used = heads // kv_heads, layout.width, layout.used
-        rows, query_index = layout.rows.to(query.device), layout.query_index.to(query.device)
-        # Head h reads key/value head h // group (grouped-query attention): no repeated keys.
+        rows, query_index = layout.on_device["rows"], layout.on_device["query_index"]
+        prefix_mask, own_mask = self._masks(layer, window, query.dtype, group)
+        # Head h reads key/value head h // group (grouped-query attention): the group's
+        # queries are stacked along the query axis, so keys are never repeated.
         grouped = query[0].reshape(kv_heads, group, count, head_dim)
-        parts = []
-        prefix_keys = prefix_values = None
-        if self.prefix is not None:
-            prefix_keys, prefix_values = self.prefix[layer]
-            parts.append(torch.matmul(grouped.reshape(kv_heads, group * count, head_dim),
-                                      prefix_keys[0].transpose(1, 2))
-                         .view(kv_heads, group, count, -1))
         padded = query.new_zeros((batch, kv_heads, group, width, head_dim))
         padded[rows, :, :, query_index] = grouped.permute(2, 0, 1, 3)
-        own = torch.matmul(padded.view(batch, kv_heads, group * width, head_dim),
-                           keys[:, :, :used].transpose(2, 3))
-        own = own.view(batch, kv_heads, group, width, used)[rows, :, :, query_index]
-        parts.append(own.permute(1, 2, 0, 3))  # (kv_heads, group, N, used)
-        scores = torch.cat(parts, dim=-1).float() * scaling
-        if softcap is not None:
-            scores = torch.tanh(scores / softcap) * softcap
-        probs = torch.softmax(scores + self._mask(layer, window).to(query.device), dim=-1)
-        probs = probs.to(query.dtype)
-        prefix_slots = scores.shape[-1] - used
-        padded_probs = probs.new_zeros((batch, kv_heads, group, width, used))
-        padded_probs[rows, :, :, query_index] = probs[..., prefix_slots:].permute(2, 0, 1, 3)
-        out = torch.matmul(padded_probs.view(batch, kv_heads, group * width, used),
-                           values[:, :, :used])
+        out, lse = attention_with_lse(padded.view(batch, kv_heads, group * width, head_dim),
+                                      keys[:, :, :used], values[:, :, :used], own_mask,
+                                      scaling)
         out = out.view(batch, kv_heads, group, width, head_dim)[rows, :, :, query_index]
-        if prefix_values is not None:
-            from_prefix = torch.matmul(
-                probs[..., :prefix_slots].reshape(kv_heads, group * count, prefix_slots),
-                prefix_values[0])
-            out = out + from_prefix.view(kv_heads, group, count, head_dim).permute(2, 0, 1, 3)
+        lse = lse.view(batch, kv_heads, group, width)[rows, :, :, query_index]
+        if self.prefix is not None:
+            prefix_keys, prefix_values = self.prefix[layer]
+            shared, shared_lse = attention_with_lse(
+                grouped.reshape(1, kv_heads, group * count, head_dim), prefix_keys,
+                prefix_values, prefix_mask, scaling)
+            shared = shared.view(kv_heads, group, count, head_dim).permute(2, 0, 1, 3)
+            shared_lse = shared_lse.view(kv_heads, group, count).permute(2, 0, 1)
+            total = torch.logaddexp(lse, shared_lse)
+            out = (out * torch.exp(lse - total).unsqueeze(-1).to(out.dtype)
+                   + shared * torch.exp(shared_lse - total).unsqueeze(-1).to(out.dtype))
         return out.reshape(1, count, heads, head_dim)
 
     # --- internals --------------------------------------------------------------------------
 
-    def _mask(self, layer: int, window: int | None) -> torch.Tensor:
-        """(N, prefix + used) additive float mask: 0 where a packed token may attend to a
-        key, -inf where not (one per step and kind of layer)."""
+    def _masks(self, layer: int, window: int | None, dtype: torch.dtype, group: int
+               ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Additive masks (0 where a query may attend, -inf where not) on the model's device,
+        one pair per step and kind of layer: for the prefix, (1, 1, group * N, P) or None
+        when all of it is visible; for the rows' own slots, (B, 1, group * width, used)."""
         prefix_slots = self.prefix[layer][0].shape[2] if self.prefix is not None else 0
         layout = self.layout
-        cached = layout.masks.get((prefix_slots, window))
-        if cached is not None:
-            return cached
+        key = (prefix_slots, window, dtype, group)
+        if key in layout.masks:
+            return layout.masks[key]
         query_positions = layout.positions[:, None]
         own_positions = self.slot_positions[layout.rows, :layout.used]
         allowed = self.valid[layout.rows, :layout.used] & (own_positions <= query_positions)
         if window is not None:
             allowed &= query_positions - own_positions < window
-        if prefix_slots:
+        padded = torch.zeros((len(self.lengths), layout.width, layout.used), dtype=torch.bool)
+        padded[:, :, 0] = True  # queries that only pad a row: any finite row will do
+        padded[layout.rows, layout.query_index] = allowed
+        prefix_mask = None
+        if prefix_slots and window is not None:
             prefix_positions = torch.arange(self.prefix_length - prefix_slots,
                                             self.prefix_length)[None, :]
-            from_prefix = (query_positions - prefix_positions < window if window is not None
-                           else torch.ones((len(layout.rows), prefix_slots), dtype=torch.bool))
-            allowed = torch.cat([from_prefix, allowed], dim=1)
-        mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
-        layout.masks[(prefix_slots, window)] = mask
-        return mask
+            visible = query_positions - prefix_positions < window
+            prefix_mask = _additive(visible.repeat(group, 1)[None, None], dtype)
+        masks = (prefix_mask, _additive(padded.repeat(1, group, 1)[:, None], dtype))
+        layout.masks[key] = tuple(None if m is None else m.to(self.device) for m in masks)
+        return layout.masks[key]
 
     def _reserve(self, used: int) -> None:
         if used <= self.capacity:
@@ -241,6 +248,35 @@ class PackedCache:
             keys[:, :, :old] = self.keys[layer]
             values[:, :, :old] = self.values[layer]
         self.keys[layer], self.values[layer] = keys, values
+
+
+def attention_with_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       mask: torch.Tensor | None, scale: float
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention and its log-sum-exp per query (float32), for merging attentions over
+    disjoint sets of keys. On CPU: PyTorch's fused flash-attention kernel, which returns the
+    log-sum-exp; elsewhere the same in plain tensor operations."""
+    if query.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, 0.0, False, attn_mask=mask, scale=scale)[:2]
+        return out, lse
+    return attention_with_lse_reference(query, key, value, mask, scale)
+
+
+def attention_with_lse_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                                 mask: torch.Tensor | None, scale: float
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``attention_with_lse`` in plain tensor operations (any device)."""
+    scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale
+    if mask is not None:
+        scores = scores + mask
+    lse = torch.logsumexp(scores, dim=-1)
+    probs = torch.exp(scores - lse.unsqueeze(-1)).to(value.dtype)
+    return torch.matmul(probs, value), lse
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf"))
 
 
 def step_inputs(tokens: list[list[int]], layout: StepLayout,

@@ -1,9 +1,14 @@
-"""Where matextract keeps its caches, and process-wide offline settings."""
+"""Where matextract keeps its caches, process-wide offline settings, and the defaults the
+command line shares with ``ExtractorConfig`` (this module imports nothing heavy)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+# Texts decoded together. Packed batches keep gaining up to 64 rows on 2 CPU cores
+# (BENCHMARKS.md); 32 keeps a crash's loss (the group in flight) small.
+DEFAULT_BATCH_SIZE = 32
 
 
 def home_dir() -> Path:

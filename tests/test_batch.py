@@ -277,7 +277,8 @@ def _batch_process(docs: Path, out: Path, model_dir: Path, *extra: str) -> subpr
     return subprocess.Popen(
         [sys.executable, "-m", "extraction.batch_cli", str(docs), "--out", str(out),
          "--model", str(model_dir), "--attempts", "1", "--device", "cpu", "--no-export",
-         *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+         "--batch-size", "2", *extra],  # small groups: lines land often, kills fall between
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group: the kill reaches its parse worker
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
 
