@@ -5,7 +5,7 @@ Why: in a padded batch every row is as wide as the widest (one row fast-forwardi
 forced tokens makes fifteen others compute nine positions of padding), and every row holds
 its own copy of the prompt prefix's keys and values, which attention re-reads and the cache
 re-concatenates at every step. Measured on the doping test set at batch 16, about half of
-the positions computed were padding and a third of the model's time went into copying keys
+the positions computed were padding and a fifth of the model's time went into copying keys
 and values (BENCHMARKS.md, issue 5).
 
 How: the model runs with our attention function, registered with transformers'
