@@ -3,8 +3,9 @@
 llama.cpp runs a GGUF file, so the tuned model is first merged with its adapter and
 converted (``export_gguf``, with llama.cpp's own ``convert_hf_to_gguf.py``). The loop then
 feeds llama.cpp the pipeline's exact prompt tokens, optionally constrains it with a grammar
-built from the same JSON schema, and scores its answers like every other row. llama-cpp-python reuses
-the KV cache of the longest common prompt prefix between calls, so it gets prefix reuse too.
+built from the same JSON schema, and scores its answers like every other row.
+llama-cpp-python reuses the KV cache of the longest common prompt prefix between calls, so
+it gets prefix reuse too.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from extraction.grounding import Grounder, drop_ungrounded
 from extraction.models import (AUTO_ADAPTER, DEFAULT_MODEL, LoadedModel, adapter_card,
                                default_adapter, load)
 from extraction.schemas import SchemaSpec, get_schema
-from extraction.settings import DEFAULT_BATCH_SIZE
 from extraction.schemas.base import Example, string_leaves
+from extraction.settings import DEFAULT_BATCH_SIZE
 from extraction.types import Document
 from extraction.validation import validate
 
@@ -57,8 +57,9 @@ class ExtractorConfig(BaseModel):
     strict_grounding: bool = Field(False, description="drop values not found in the source")
     reuse_prefix: bool = Field(True, description="compute the fixed prompt prefix's KV cache "
                                                  "once and reuse it for every document")
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=64, description="texts decoded together (answers, "
-                            "Reflexion reflections and retries); greedy answers do not change")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=64,
+                            description="texts decoded together (answers, Reflexion "
+                            "reflections and retries); greedy answers do not change")
     fast_forward: bool = Field(True, description="append the tokens the schema forces (keys, "
                                                  "quotes, brackets) without a model step each")
     packed_batches: bool = Field(True, description="run a batch's sequences as one packed "
