@@ -84,8 +84,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from extraction.batch import BatchOptions, run_batch
-    from extraction.batch_ray import RayOptions
-    from extraction.pipeline import ExtractorConfig
+    from extraction.batch.ray_engine import RayOptions
+    from extraction.config import ExtractorConfig
     from extraction.settings import quiet_libraries
 
     quiet_libraries()

@@ -54,7 +54,9 @@ def timed_subprocess(code: str) -> float:
 
 
 def decode_speed(name: str, sentences: list[str]) -> dict[str, float]:
-    from extraction import generation, models, prompting
+    from extraction import prompting
+    from extraction.decoding import generation
+    from extraction import models
     from extraction.schemas import get_schema
 
     loaded = models.load(name, device="cpu")
@@ -84,7 +86,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=5)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from eval.nerre_data import load_doping_sentences
+    from extraction.datasets.nerre import load_doping_sentences
     from extraction import models
 
     sentences = [s.text for s in load_doping_sentences("test")[: args.sentences]]

@@ -22,7 +22,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from extraction.index import HnswIndex
+from extraction.retrieval.index import HnswIndex
 
 
 def make_data(kind: str, n: int, queries: int, dim: int,

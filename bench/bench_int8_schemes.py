@@ -24,7 +24,8 @@ def main() -> None:
     from eval.runner import read_lines, run_grid, run_id
     from eval.tasks import load_task
     from extraction import models
-    from extraction.pipeline import ExtractorConfig
+    from extraction.models import loading as model_loading
+    from extraction.config import ExtractorConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench-results/int8-schemes"))
@@ -33,7 +34,7 @@ def main() -> None:
     task = load_task(f"heldout:{args.adapter}")
     rows = []
     for scheme in SCHEMES:
-        models.INT8_SCHEME = "all" if scheme == "fp32" else scheme
+        model_loading.INT8_SCHEME = "all" if scheme == "fp32" else scheme
         precision = "float32" if scheme == "fp32" else "int8"
         options = {"precision": precision, "max_attempts": 1, "batch_size": 16}
         config = ExtractorConfig(model="smollm2-135m", adapter=args.adapter, **options)

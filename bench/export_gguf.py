@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.llamacpp_loop import GGUF_TYPES, export_gguf
 from extraction.errors import MatextractError
 from extraction.models import adapter_choice
-from extraction.pipeline import ExtractorConfig
+from extraction.config import ExtractorConfig
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,6 @@ configurations, on the same benchmark texts, model and prompt, scored the same w
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -12,12 +11,14 @@ from typing import Any
 
 from eval.report import summarise
 from eval.runner import read_lines, run_grid, run_id
-from eval.tasks import Task, score_prediction
-from extraction import generation, models, prompting
+from eval.tasks import Task
+from extraction import prompting
+from extraction.decoding import generation
+from extraction import models
 from extraction.models import LoadedModel
-from extraction.pipeline import ExtractorConfig, prompt_examples
-from extraction.schemas import SchemaSpec, get_schema
-from extraction.validation import validate
+from bench.answers import answer_line, pipeline_prompts
+from extraction.pipeline import ExtractorConfig
+from extraction.schemas import get_schema
 
 
 @dataclass(frozen=True)
@@ -46,40 +47,6 @@ SETTINGS = (
                                             "precision": "int8"}),
     Setting("ours: default pipeline (batch 32, Reflexion 2 attempts)", {}),
 )
-
-
-def first_json_object(text: str) -> str:
-    """The first complete JSON object in free text (what a plain loop's user would parse)."""
-    start = text.find("{")
-    if start < 0:
-        return text
-    try:
-        _, end = json.JSONDecoder().raw_decode(text[start:])
-    except ValueError:
-        return text[start:]
-    return text[start:start + end]
-
-
-def pipeline_prompts(config: ExtractorConfig, task: Task, tokenizer: Any,
-                     limit: int | None) -> list[list[int]]:
-    """The pipeline's own prompt under ``config`` for each of the first ``limit`` texts, as
-    token ids."""
-    spec = get_schema(task.schema)
-    examples = prompt_examples(config, task.few_shot)
-    return [tokenizer(prompting.render(tokenizer, prompting.build_messages(
-        spec, example.text, examples=examples)), add_special_tokens=False).input_ids
-        for example in task.examples[:limit]]
-
-
-def answer_line(task: Task, spec: SchemaSpec, example: Any, answer: str, *, seconds: float,
-                new_tokens: int) -> dict[str, Any]:
-    """A result line for a free-text answer, parsed as its user would and scored like ours."""
-    checked = validate(spec, first_json_object(answer))
-    prediction = checked.record if checked.valid else None
-    return {"id": example.id, "seconds": seconds, "generation_s": seconds,
-            "new_tokens": new_tokens, "parses": checked.parsed is not None,
-            "valid": checked.valid, "attempts": 1,
-            **score_prediction(task, example, prediction)}
 
 
 def plain_generate_loop(task: Task, loaded: LoadedModel, config: ExtractorConfig,

@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.answers import answer_line, pipeline_prompts
 from eval.tasks import Task
 from extraction.errors import ConfigError
-from extraction.pipeline import ExtractorConfig
+from extraction.config import ExtractorConfig
 from extraction.schemas import get_schema
 from extraction.schemas.base import SchemaSpec, bounded_json_schema
 
@@ -69,7 +70,6 @@ def llama_cpp_loop(task: Task, gguf: Path, config: ExtractorConfig, limit: int |
     """
     from llama_cpp import Llama, LlamaGrammar
 
-    from bench.extraction_speed import answer_line, pipeline_prompts
 
     llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_batch=512,
                 verbose=False)

@@ -17,17 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from extraction.datasets.conversion import ENTRY_LAYOUT
 from extraction.schemas.base import string_leaves
 
-# Our record's list of entries for each entry-list schema, and each one's root field (the
-# field the others link to, as in the paper: general -> formula, MOF -> name_of_mof).
-ENTRY_LAYOUT: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "general": ("materials", "formula",
-                ("formula", "name", "acronym", "applications", "structure_or_phase",
-                 "description")),
-    "mof": ("mofs", "name_of_mof",
-            ("name_of_mof", "mof_formula", "mof_description", "guest_species", "applications")),
-}
 DOPING_FIELDS = ("hosts", "dopants")
 DOPING_LINK = "host-dopant"
 

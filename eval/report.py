@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from eval import nerre_data
+from extraction.datasets import nerre as nerre_data
 from eval.nerre_scoring import Score, nanmean
 from eval.normalised import ENTRY_LAYOUT, score_example
 from eval.runner import META_SUFFIX, RESULTS_SUFFIX, read_lines, write_atomic

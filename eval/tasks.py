@@ -13,32 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from eval import nerre_data
-from eval.nerre_scoring import (
-    ENTRY_SCHEMAS,
-    DopingRecord,
-    Entry,
-    link_triplets,
-    normalize_entry,
-    score_doping,
-    score_entries,
-)
-from eval.normalised import ENTRY_LAYOUT, score_example
-from extraction.errors import MatextractError
-from extraction.schemas import builtin_names, get_schema
+from eval.nerre_scoring import link_triplets, score_doping, score_entries
+from eval.normalised import score_example
+from extraction.datasets import nerre as nerre_data
+from extraction.datasets.annotated import TaskError, read_annotated_jsonl
+from extraction.datasets.nerre_format import ENTRY_SCHEMAS, DopingRecord
+from extraction.datasets.conversion import (ENTRY_LAYOUT, doping_to_ours, doping_to_strict,
+                                            entries_to_ours, merge_records, ours_to_entries,
+                                            to_strict)
+from extraction.datasets.splits import training_split
+from extraction.models import adapter_card
+from extraction.schemas import get_schema
 from extraction.schemas.base import Example
+
+# Re-exported: the names eval's callers and tests use for conversion and task errors.
+__all__ = ["ENTRY_LAYOUT", "Task", "TaskError", "TaskExample", "doping_to_ours",
+           "doping_to_strict", "entries_to_ours", "load_jsonl_task", "load_task",
+           "merge_records", "ours_to_entries", "score_prediction", "strict_counts",
+           "to_strict"]
 
 STRICT_SCORERS = ("doping", "general", "mof")
 FEWSHOT_PER_FOLD = 2
-MAX_REPORTED_PROBLEMS = 20
-
-
-class TaskError(MatextractError):
-    """An unknown task name, or a task file with bad lines."""
-
-    hint = "tasks: doping | general:K | mof:K (K = 0..4) | jsonl:PATH (see eval/README.md)"
 
 
 @dataclass(frozen=True)
@@ -64,87 +59,6 @@ class Task:
 
 
 # --- converters ---------------------------------------------------------------------------
-
-def doping_to_ours(record: DopingRecord) -> dict[str, Any]:
-    """The paper's graph -> {hosts, dopants, links}; repeated strings are listed once."""
-    links: list[dict[str, str]] = []
-    for dopant_id, host_ids in record.links.items():
-        for host_id in host_ids:
-            if dopant_id in record.dopants and host_id in record.basemats:
-                link = {"host": record.basemats[host_id], "dopant": record.dopants[dopant_id]}
-                if link not in links:
-                    links.append(link)
-    return {"hosts": list(dict.fromkeys(record.basemats.values())),
-            "dopants": list(dict.fromkeys(record.dopants.values())), "links": links}
-
-
-def doping_to_strict(record: Mapping[str, Any]) -> DopingRecord:
-    """{hosts, dopants, links} -> the paper's graph. A link naming an unlisted host or dopant
-    is dropped: the paper's links join ids of listed entities."""
-    hosts = [str(h) for h in record.get("hosts", [])]
-    dopants = [str(d) for d in record.get("dopants", [])]
-    links: dict[str, list[str]] = {}
-    for link in record.get("links", []):
-        host, dopant = link.get("host"), link.get("dopant")
-        if host in hosts and dopant in dopants:
-            ids = links.setdefault(f"d{dopants.index(dopant)}", [])
-            if (host_id := f"b{hosts.index(host)}") not in ids:
-                ids.append(host_id)
-    return DopingRecord(basemats={f"b{i}": h for i, h in enumerate(hosts)},
-                        dopants={f"d{i}": d for i, d in enumerate(dopants)}, links=links)
-
-
-def entries_to_ours(entries: Sequence[Mapping[str, Any]], schema: str) -> dict[str, Any]:
-    """The paper's entry list -> our record (as scripts/make_fewshot.py cleans it): list
-    fields keep their non-empty strings, a text field given as a list keeps its first item."""
-    container, _, fields = ENTRY_LAYOUT[schema]
-    lists = ENTRY_SCHEMAS[schema].list_fields
-    out = []
-    for entry in entries:
-        item: dict[str, Any] = {}
-        for f in fields:
-            value = entry.get(f, [] if f in lists else "")
-            if f in lists:
-                item[f] = [v for v in (value if isinstance(value, list) else [value])
-                           if isinstance(v, str) and v.strip()]
-            else:
-                value = value[0] if isinstance(value, list) and value else value
-                item[f] = value if isinstance(value, str) else ""
-        out.append(item)
-    return {container: out}
-
-
-def ours_to_entries(record: Mapping[str, Any], schema: str) -> list[Entry]:
-    """Our record -> the paper's entry list; an empty list field becomes [""] as annotated."""
-    container, _, _ = ENTRY_LAYOUT[schema]
-    spec = ENTRY_SCHEMAS[schema]
-    entries = []
-    for item in record.get(container, []):
-        entry = normalize_entry(item, spec)
-        entries.append({f: (v or [""]) if f in spec.list_fields else v for f, v in entry.items()})
-    return entries
-
-
-def to_strict(record: Mapping[str, Any] | None, scorer: str) -> Any:
-    """Our record in the strict scorer's shape (None stays None: no valid answer)."""
-    if record is None:
-        return None
-    return doping_to_strict(record) if scorer == "doping" else ours_to_entries(record, scorer)
-
-
-def merge_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """One record per document: list fields concatenated over windows (None if no record)."""
-    if not records:
-        return None
-    merged: dict[str, Any] = {}
-    for record in records:
-        for key, value in record.items():
-            if isinstance(value, list):
-                merged.setdefault(key, []).extend(value)
-            else:
-                merged.setdefault(key, value)
-    return merged
-
 
 # --- per-example scores --------------------------------------------------------------------
 
@@ -205,9 +119,6 @@ def load_task(name: str) -> Task:
 def heldout_task(name: str, adapter: str) -> Task:
     """The training texts an adapter held out for validation: where pipeline options for a
     tuned model are chosen, so the test split is only ever used for reporting."""
-    from extraction.models import adapter_card
-    from finetune.data import training_split
-
     card = adapter_card(adapter)
     held_out = set(card.get("data", {}).get("validation_ids") or [])
     if not held_out:
@@ -274,93 +185,13 @@ def _entry_task(name: str, schema: str, fold: int) -> Task:
 
 # --- the generic JSONL format ----------------------------------------------------------------
 
-def _resolve_schema(schema: str, folder: Path) -> str:
-    if schema in builtin_names() or ":" in schema or Path(schema).exists():
-        return schema
-    beside = folder / schema
-    return str(beside) if beside.exists() else schema
 
-
-# Upper bounds in our schemas keep decoding finite; gold may exceed them (NERRE has lists of
-# 11 guest species and 90-character formulas), so they do not make a gold record invalid.
-_TOLERATED = frozenset({"too_long", "string_too_long"})
-
-
-def _gold_problems(spec: Any, gold: Any) -> list[str]:
-    records = gold if isinstance(gold, list) else [gold]
-    if not records or not all(isinstance(r, dict) for r in records):
-        return ["gold must be a record (JSON object) or a list of records"]
-    problems = []
-    for position, record in enumerate(records):
-        try:
-            spec.model.model_validate(record)
-        except ValidationError as exc:
-            where = f"gold[{position}]" if isinstance(gold, list) else "gold"
-            problems += [f"{where}.{'.'.join(map(str, err['loc']))}: {err['msg']}"
-                         for err in exc.errors() if err["type"] not in _TOLERATED]
-    return problems
-
+# --- the generic JSONL format ----------------------------------------------------------------
 
 def load_jsonl_task(path: Path, *, name: str | None = None) -> Task:
-    """Read and validate a task file; every bad line is reported as ``file:line: problem``."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskError(f"{path}: cannot read the task file ({exc})") from exc
-    problems: list[str] = []
-    rows: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(row, dict):
-            problems.append(f"{path}:{number}: a line must be a JSON object")
-            continue
-        missing = [k for k in ("text", "gold", "schema") if k not in row]
-        if missing:
-            problems.append(f"{path}:{number}: missing {', '.join(missing)}")
-        elif not isinstance(row["text"], str) or not row["text"].strip():
-            problems.append(f"{path}:{number}: text must be a non-empty string")
-        else:
-            rows.append((number, row))
-    schemas = sorted({str(row["schema"]) for _, row in rows})
-    if len(schemas) > 1:
-        problems.append(f"{path}: every line needs the same schema, found {', '.join(schemas)}")
-    spec = schema = None
-    if len(schemas) == 1:
-        schema = _resolve_schema(schemas[0], path.parent)
-        try:
-            spec = get_schema(schema)
-        except MatextractError as exc:
-            problems.append(f"{path}: schema {schemas[0]!r}: {exc.message}")
-    examples: list[TaskExample] = []
-    seen: set[str] = set()
-    for number, row in rows:
-        example_id = str(row.get("id", f"line{number}"))
-        if example_id in seen:
-            problems.append(f"{path}:{number}: duplicate id {example_id!r}")
-        seen.add(example_id)
-        if spec is None:
-            continue
-        bad = _gold_problems(spec, row["gold"])
-        problems += [f"{path}:{number}: {p}" for p in bad]
-        if not bad:
-            gold = row["gold"] if isinstance(row["gold"], dict) else merge_records(row["gold"])
-            examples.append(TaskExample(example_id, row["text"], gold or {}))
-    if not problems and not rows:
-        problems.append(f"{path}: no examples (one JSON object per line)")
-    if problems:
-        shown = problems[:MAX_REPORTED_PROBLEMS]
-        more = len(problems) - len(shown)
-        raise TaskError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(shown)
-                        + (f"\n  ... and {more} more" if more else ""),
-                        hint='each line: {"id": "...", "text": "...", "gold": {...}, '
-                             '"schema": "doping"}; see eval/README.md')
-    assert spec is not None and schema is not None
-    strict = schema if schema in STRICT_SCORERS else None
-    return Task(name or f"jsonl:{path}", schema, tuple(examples),
-                _without_leaks(spec.examples, examples), strict=strict)
+    """A user's annotated JSONL file as a task (format in eval/README.md)."""
+    loaded = read_annotated_jsonl(path)
+    examples = tuple(TaskExample(e.id, e.text, e.gold) for e in loaded.examples)
+    strict = loaded.schema if loaded.schema in STRICT_SCORERS else None
+    return Task(name or f"jsonl:{path}", loaded.schema, examples,
+                _without_leaks(get_schema(loaded.schema).examples, examples), strict=strict)

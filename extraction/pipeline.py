@@ -11,68 +11,22 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from extraction import chunking, generation, prompting, reflexion, retrieval
-from extraction.grounding import Grounder, drop_ungrounded
-from extraction.models import (AUTO_ADAPTER, DEFAULT_MODEL, LoadedModel, adapter_card,
-                               default_adapter, load)
+from extraction import prompting
+from extraction.documents import chunking
+from extraction.decoding import generation
+from extraction.checking import reflexion
+from extraction.retrieval import windows as retrieval
+from extraction.checking.grounding import Grounder, drop_ungrounded
+from extraction.config import ExtractorConfig
+from extraction.models import LoadedModel, adapter_card, load
 from extraction.schemas import SchemaSpec, get_schema
 from extraction.schemas.base import Example, string_leaves
-from extraction.settings import DEFAULT_BATCH_SIZE
 from extraction.types import Document
-from extraction.validation import validate
+from extraction.checking.validation import validate
 
 OUTPUT_FORMAT_VERSION = "1"
-
-
-class ExtractorConfig(BaseModel):
-    """Every option of one extraction run (saved next to its outputs)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(DEFAULT_MODEL, description="registry name or local HF model folder")
-    adapter: str | None = Field(AUTO_ADAPTER, description="LoRA adapter: a folder (peft layout), "
-                                "a shipped adapter's name, None for the base model, or 'auto': "
-                                "the shipped adapter trained for this model and schema, if any")
-    precision: str = Field("auto", description="auto | float32 | bfloat16 | float16 | int8")
-    device: str | None = Field(None, description="cpu | cuda; default: cuda when available")
-    schema_name: str = Field("doping", description="built-in name, JSON Schema file, module:Class")
-    constrained: bool = Field(True, description="constrain decoding to the schema's JSON")
-    max_attempts: int = Field(2, ge=1, le=5, description="Reflexion attempts per context")
-    self_critique: bool = Field(False, description="ask the model a yes/no check per attempt")
-    reflect_with_model: bool = Field(True, description="the model writes the reflection")
-    few_shot: int | None = Field(None, ge=0, description="number of examples (None: all)")
-    retrieval: Literal["auto", "on", "off"] = Field(
-        "auto", description="auto: only for documents longer than short_document_chars")
-    short_document_chars: int = Field(3000, ge=100)
-    top_k: int = Field(4, ge=1, description="chunks retrieved per document")
-    chunk_size: int = Field(800, ge=100)
-    chunk_overlap: int = Field(100, ge=0)
-    embedding_model: str = Field("minilm")
-    index_dir: str | None = Field(None, description="persisted HNSW index to read/extend")
-    max_new_tokens: int = Field(384, ge=64, description="token budget per answer")
-    strict_grounding: bool = Field(False, description="drop values not found in the source")
-    reuse_prefix: bool = Field(True, description="compute the fixed prompt prefix's KV cache "
-                                                 "once and reuse it for every document")
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=64,
-                            description="texts decoded together (answers, Reflexion "
-                            "reflections and retries); greedy answers do not change")
-    fast_forward: bool = Field(True, description="append the tokens the schema forces (keys, "
-                                                 "quotes, brackets) without a model step each")
-    packed_batches: bool = Field(True, description="run a batch's sequences as one packed "
-                                 "step (no padding, prompt prefix attended once) where the "
-                                 "model allows; off: a padded batch")
-
-    @model_validator(mode="after")
-    def _resolve_auto_adapter(self) -> ExtractorConfig:
-        """'auto' becomes a concrete adapter (or None) at once, so saved configs, fingerprints
-        and run ids name what was really used."""
-        if self.adapter == AUTO_ADAPTER:
-            self.adapter = default_adapter(self.model, self.schema_name)
-        return self
 
 
 @dataclass
@@ -307,14 +261,14 @@ class Extractor:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            from extraction.embeddings import Embedder
+            from extraction.retrieval.embeddings import Embedder
             self._embedder = Embedder(self.config.embedding_model)
         return self._embedder
 
     @property
     def index(self) -> Any:
         if self._index is None and self.config.index_dir:
-            from extraction.index import HnswIndex
+            from extraction.retrieval.index import HnswIndex
             folder = Path(self.config.index_dir)
             self._index = HnswIndex.load(folder)
             self._index.ensure_compatible(self.embedder.name, self.embedder.dim)

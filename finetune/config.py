@@ -20,8 +20,9 @@ class FinetuneConfig(BaseModel):
     target_modules: list[str] | None = Field(
         None, description="module names to adapt; default: every linear layer of the arch")
     epochs: float = Field(3.0, gt=0, description="passes over the training pairs")
-    learning_rate: float = Field(5e-4, gt=0)
-    warmup_steps: int = Field(10, ge=0)
+    learning_rate: float = Field(1e-3, gt=0, description="peak AdamW learning rate (linear "
+                                 "warm-up, then linear decay)")
+    warmup_steps: int = Field(10, ge=0, description="optimizer steps of linear warm-up")
     batch_size: int = Field(8, ge=1, description="pairs per optimizer step (after accumulation)")
     grad_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_length: int = Field(512, ge=64, description="prompt + completion tokens, longer pairs "
@@ -31,7 +32,7 @@ class FinetuneConfig(BaseModel):
     negatives: float = Field(0.3, ge=0.0, description="sentences with nothing to extract, "
                                                       "as a share of the positive pairs")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="held out for validation loss")
-    seed: int = Field(0)
+    seed: int = Field(0, description="seeds pair order, negatives, validation split and LoRA init")
     checkpoint_every: int = Field(10, ge=1, description="optimizer steps between checkpoints")
     eval_every: int = Field(20, ge=1, description="optimizer steps between validation losses")
     device: str | None = Field(None, description="cpu | cuda (default: cuda when available)")

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from extraction import prompting
-from extraction.errors import ConfigError
 from extraction.schemas import SchemaSpec, get_schema
+from extraction.datasets.splits import training_split
 from extraction.schemas.base import Example
-
-
-@dataclass(frozen=True)
-class Annotated:
-    """One annotated text from a training split."""
-
-    id: str
-    text: str
-    gold: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -34,33 +24,6 @@ class Pair:
 
     def __len__(self) -> int:
         return len(self.prompt_ids) + len(self.completion_ids)
-
-
-def training_split(task: str) -> tuple[str, list[Annotated], list[Annotated]]:
-    """(schema name, positives, negatives) from a task's TRAINING data only."""
-    from eval import nerre_data
-    from eval.tasks import doping_to_ours, entries_to_ours, load_jsonl_task
-
-    if task == "doping":
-        positives, negatives = [], []
-        for number, sentence in enumerate(nerre_data.load_doping_sentences(
-                "train", relevant_only=False)):
-            gold = doping_to_ours(sentence.gold)
-            item = Annotated(f"{sentence.doi}#{number}", sentence.text, gold)
-            (positives if any(gold.values()) else negatives).append(item)
-        return "doping", positives, negatives
-    kind, _, fold = task.partition(":")
-    if kind in ("general", "mof") and fold.isdigit():
-        rows = nerre_data.load_entry_fold(kind, int(fold), split="train")
-        items = [Annotated(f"{kind}:{fold}:train:{i}", row.abstract,
-                           entries_to_ours(row.entries, kind)) for i, row in enumerate(rows)]
-        return kind, items, []
-    if kind == "jsonl":
-        loaded = load_jsonl_task(Path(fold))
-        items = [Annotated(str(e.id), e.text, e.gold) for e in loaded.examples]
-        return loaded.schema, items, []
-    raise ConfigError(f"unknown fine-tuning task {task!r}",
-                      hint="use doping, general:K, mof:K (K = 0..4) or jsonl:PATH")
 
 
 def fits_schema(spec: SchemaSpec, gold: dict[str, Any]) -> bool:

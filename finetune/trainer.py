@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from extraction.fileio import write_atomic
+from extraction.storage.fileio import write_atomic
 from extraction.models import ADAPTER_CARD, choose_device, resolve_model_dir
 from finetune.config import FinetuneConfig
 from finetune.data import Pair, build_pairs, split_validation

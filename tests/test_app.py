@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app import limits  # noqa: E402
 
-APP = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
+APP = Path(__file__).resolve().parents[1] / "app" / "web" / "streamlit_app.py"
 TEXT = "Mn-doped ZnO films were grown by sputtering. Al doped ZnO was compared."
 TIMEOUT = 120  # the first run imports torch and transformers
 

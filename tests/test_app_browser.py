@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from app import limits
-from app.cli import streamlit_command
+from app.web import limits
+from app.cli.serve import streamlit_command
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app import eval_results, limits
+from app.web import eval_results
+from app.web import limits
 
 TASK = "jsonl:mine.jsonl"
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from app import export, highlight, review
-from app.cli import streamlit_command
-from app.state import DocumentResult, Job, table_rows
+from app.web import export
+from app.web import highlight
+from app.web import review
+from app.cli.serve import streamlit_command
+from app.web.state import DocumentResult, Job, table_rows
 from extraction.errors import ConfigError
 from extraction.schemas import builtin_names, get_schema
 from extraction.types import Document
@@ -236,7 +238,7 @@ def test_the_server_listens_on_localhost_with_the_upload_limit():
 
 
 def test_a_busy_port_is_a_clear_error():
-    from app.cli import app_command
+    from app.cli.serve import app_command
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 
-from extraction import exports, models
+from extraction.storage import exports
+from extraction import models
 from extraction.batch import (
     BatchOptions, OutputPaths, fingerprint, locked, open_output, run_batch, walk_folder)
 from extraction.errors import ConfigError, DocumentError
-from extraction.pipeline import ExtractorConfig
+from extraction.config import ExtractorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "data" / "nerre" / "doping" / "data" / "raw_data.json"
@@ -275,7 +276,7 @@ def _count_lines(path: Path) -> int:
 
 def _batch_process(docs: Path, out: Path, model_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "extraction.batch_cli", str(docs), "--out", str(out),
+        [sys.executable, "-m", "app.cli.batch", str(docs), "--out", str(out),
          "--model", str(model_dir), "--attempts", "1", "--device", "cpu", "--no-export",
          "--batch-size", "2", *extra],  # small groups: lines land often, kills fall between
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -328,7 +329,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tiny, 
 
 def test_cli_reports_a_missing_folder_and_writes_nothing(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "extraction.batch_cli", str(tmp_path / "nope"), "--out",
+        [sys.executable, "-m", "app.cli.batch", str(tmp_path / "nope"), "--out",
          str(tmp_path / "o" / "r.jsonl")], cwd=ROOT, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("error: ")

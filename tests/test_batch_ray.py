@@ -9,9 +9,9 @@ import pytest
 
 from extraction import models
 from extraction.batch import BatchOptions, run_batch
-from extraction.batch_ray import RayOptions, plan_actors
+from extraction.batch.ray_engine import RayOptions, plan_actors
 from extraction.errors import ConfigError
-from extraction.pipeline import ExtractorConfig
+from extraction.config import ExtractorConfig
 
 ray = pytest.importorskip("ray")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 
-from extraction.chunking import sentences, split
-from extraction.documents import load
+from extraction.documents.chunking import sentences, split
+from extraction.documents.loading import load
 from extraction.errors import ConfigError
 from extraction.types import Document
 

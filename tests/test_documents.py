@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 
-from extraction.documents import SUPPORTED_SUFFIXES, load, load_text
+from extraction.documents.loading import SUPPORTED_SUFFIXES, load, load_text
 from extraction.errors import DocumentError, UnsupportedFormatError
 from extraction.types import sha256_text
 

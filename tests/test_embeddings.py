@@ -7,8 +7,8 @@ import importlib.metadata
 import numpy as np
 import pytest
 
-from extraction import embeddings
-from extraction.embeddings import EMBEDDING_MODELS, Embedder
+from extraction.retrieval import embeddings
+from extraction.retrieval.embeddings import EMBEDDING_MODELS, Embedder
 from extraction.errors import ModelNotFoundError
 
 SIMILAR = ("The band gap of anatase TiO2 is 3.2 eV.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extraction import documents
+from extraction.documents import loading as documents
 from extraction.pipeline import Extractor, ExtractorConfig
 from extraction.schemas import get_schema
 from extraction.schemas.base import string_leaves

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from eval.cli import eval_app, run_eval
+from app.cli.eval import run_eval
+from app.cli.main import app as matextract_app
 from eval.runner import parse_options, read_lines
 from extraction.errors import ConfigError, ModelNotFoundError
 from extraction.pipeline import Extractor
@@ -120,7 +121,7 @@ def test_resume_redoes_only_torn_and_missing_examples(grid_dir, tiny_model_dirs,
 
 
 def test_report_only_through_typer(grid_dir):
-    result = CliRunner().invoke(eval_app, ["--report-only", "--out", str(grid_dir)])
+    result = CliRunner().invoke(matextract_app, ["eval", "--report-only", "--out", str(grid_dir)])
     assert result.exit_code == 0, result.output
     assert "| Llama-2-70B, LoRA |" in result.output
 

@@ -8,8 +8,9 @@ import math
 
 import pytest
 
-from eval.nerre_data import load_entry_predictions
-from eval.nerre_scoring import ENTRY_SCHEMAS, DopingRecord, score_entries
+from extraction.datasets.nerre import load_entry_predictions
+from eval.nerre_scoring import score_entries
+from extraction.datasets.nerre_format import ENTRY_SCHEMAS, DopingRecord
 from eval.report import published_rows
 from eval.tasks import (
     TaskError,
@@ -231,7 +232,7 @@ def test_nan_free_scores_for_a_perfect_general_answer():
 
 
 def test_heldout_task_is_exactly_the_texts_an_adapter_held_out(tmp_path):
-    from finetune.data import training_split
+    from extraction.datasets.splits import training_split
 
     _, positives, negatives = training_split("doping")
     held = [positives[3].id, positives[10].id, negatives[0].id]

@@ -9,12 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from extraction import models, prompting
+from extraction import prompting
+from extraction import models
 from extraction.pipeline import Extractor, ExtractorConfig
 from extraction.schemas import get_schema
 from extraction.types import Document
 from finetune.config import FinetuneConfig
-from finetune.data import build_pairs, training_split
+from extraction.datasets.splits import training_split
+from finetune.data import build_pairs
 from finetune.trainer import CARD_FILE, train
 
 
@@ -96,7 +98,7 @@ def test_finetune_command_writes_adapter_card_curve_and_merged_model(tiny_model_
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "adapter"
     result = subprocess.run(
-        [sys.executable, "-m", "extraction", "finetune", "--out", str(out), "--model",
+        [sys.executable, "-m", "app", "finetune", "--out", str(out), "--model",
          str(tiny_model_dirs["opt"]), "--limit", "8", "--epochs", "1", "--batch-size", "4",
          "--merge"], cwd=root, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

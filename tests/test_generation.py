@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from extraction import decoding, generation, prompting
+from extraction import prompting
+from extraction.decoding import batched as decoding
+from extraction.decoding import generation
 from extraction.errors import GenerationError
 from extraction.schemas import get_schema
 

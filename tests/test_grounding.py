@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extraction.grounding import Grounder, drop_ungrounded
+from extraction.checking.grounding import Grounder, drop_ungrounded
 from extraction.types import Document
 
 TEXT = ("Er3+ doped NaYF4 and N-doped GaAs; Fe\u2082O\u2083 and TiO\u2082 \u2013 an n\u2010type "

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extraction import index as index_module
+from extraction.retrieval import index as index_module
 from extraction.errors import IndexStoreError
-from extraction.index import HnswIndex
+from extraction.retrieval.index import HnswIndex
 from extraction.types import Chunk
 
 DIM, COUNT, QUERIES, K = 64, 10_000, 200, 10

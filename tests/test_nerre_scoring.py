@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from eval.nerre_data import (
+from extraction.datasets.nerre import (
     DATA_DIR,
     DOPING_MODELS,
     ENTRY_MODELS,
@@ -22,21 +22,23 @@ from eval.nerre_data import (
     load_entry_predictions,
     read_fold_lines,
 )
-from eval.nerre_scoring import (
+from extraction.datasets.nerre_format import (
     ENTRY_SCHEMAS,
     GENERAL_SCHEMA,
     MOF_SCHEMA,
     DopingRecord,
-    Score,
     doping_completion,
+    parse_doping_completion,
+    parse_entries,
+)
+from eval.nerre_scoring import (
+    Score,
     entity_words,
     jaro_winkler,
     link_pairs,
     link_triplets,
     mean_entry_scores,
     mean_score,
-    parse_doping_completion,
-    parse_entries,
     score_doping,
     score_entries,
     split_words,

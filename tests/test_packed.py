@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from extraction import generation, models, packed, prompting
+from extraction import prompting
+from extraction.decoding import generation
+from extraction import models
+from extraction.decoding import packed
 from extraction.schemas import get_schema
 from tests.conftest import tiny_model_folder
 

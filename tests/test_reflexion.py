@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from extraction.grounding import Grounder
+from extraction.checking.grounding import Grounder
 from extraction.pipeline import Extractor, ExtractorConfig
-from extraction.reflexion import Attempt, Trial, run, run_many
+from extraction.checking.reflexion import Attempt, Trial, run, run_many
 from extraction.schemas import get_schema
 from extraction.types import Document
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from extraction import retrieval
-from extraction.embeddings import Embedder
-from extraction.index import HnswIndex
-from extraction.indexing import build_folder_index
+from extraction.retrieval import windows as retrieval
+from extraction.retrieval.embeddings import Embedder
+from extraction.retrieval.index import HnswIndex
+from extraction.retrieval.indexing import build_folder_index
 from extraction.pipeline import Extractor, ExtractorConfig
 from extraction.schemas import get_schema
 from extraction.types import Document

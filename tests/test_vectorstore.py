@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 
-from extraction.embeddings import Embedder
+from extraction.retrieval.embeddings import Embedder
 from extraction.errors import IndexStoreError
-from extraction.index import HnswIndex
+from extraction.retrieval.index import HnswIndex
 from extraction.types import Chunk
-from extraction.vectorstore import MatextractVectorStore
+from extraction.retrieval.vectorstore import MatextractVectorStore
 
 TEXTS = [
     "Anatase TiO2 films showed a band gap of 3.2 eV after annealing at 450 C.",

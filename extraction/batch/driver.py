@@ -20,10 +20,11 @@ from extraction.batch.output import (
 )
 from extraction.errors import ConfigError
 
+from extraction.batch.ray_engine import RayOptions
+
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
-    from extraction.batch_ray import RayOptions
+    from extraction.config import ExtractorConfig
     from extraction.models import LoadedModel
-    from extraction.pipeline import ExtractorConfig
 
 ENGINES = ("local", "ray")
 
@@ -94,7 +95,7 @@ def _check_model(config: ExtractorConfig) -> None:
 def _engine(items: list[WorkItem], config: ExtractorConfig, options: BatchOptions,
             loaded: LoadedModel | None, report: Callable[[Event], None]) -> Iterator[Outcome]:
     if options.engine == "ray":
-        from extraction.batch_ray import RayOptions, iter_ray
+        from extraction.batch.ray_engine import iter_ray
 
         return iter_ray(items, config, options=options.ray or RayOptions(), report=report)
     workers = default_parse_workers() if options.parse_workers is None else options.parse_workers
@@ -191,7 +192,7 @@ def _run(folder: Path, config: ExtractorConfig, options: BatchOptions, paths: Ou
 
 
 def _finish(paths: OutputPaths, summary: BatchSummary, options: BatchOptions) -> None:
-    from extraction import exports
+    from extraction.storage import exports
 
     lines = list(exports.read_lines(paths.out)) if paths.out.exists() else []
     summary.output_documents = len(lines)

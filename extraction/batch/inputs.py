@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from extraction import documents
+from extraction.documents import loading as documents
 from extraction.errors import DocumentError, MatextractError
-from extraction.fileio import sha256_file
+from extraction.storage.fileio import sha256_file
 from extraction.types import Document
 
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it

@@ -15,7 +15,7 @@ from extraction.types import Document
 
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
     from extraction.models import LoadedModel
-    from extraction.pipeline import ExtractorConfig
+    from extraction.config import ExtractorConfig
 
 
 

@@ -4,7 +4,6 @@ repair on start, durable appends."""
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -15,13 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from extraction.errors import ConfigError
-from extraction.fileio import fsync_folder, write_atomic
+from extraction.storage.fileio import fsync_folder, write_atomic
+from extraction.storage.hashing import stable_hash
 
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
-    from extraction.pipeline import ExtractorConfig
-
-
-
+    from extraction.config import ExtractorConfig
 
 
 @dataclass(frozen=True)
@@ -80,27 +77,23 @@ class OutputPaths:
                 or re.fullmatch(archive, path.name) is not None)
 
 
-# Options that change how fast records come, not what they are (greedy answers are the same).
-SPEED_ONLY = {"batch_size", "fast_forward", "reuse_prefix", "packed_batches"}
-
-
 def fingerprint(config: ExtractorConfig) -> str:
     """What the records depend on: model, adapter, schema (version and JSON Schema) and every
-    option set away from its default (so a new option with a default keeps old lines valid)."""
+    option that affects output set away from its default (so a new option with a default
+    keeps old lines valid). Speed-only options are declared so in ExtractorConfig."""
     from extraction.pipeline import OUTPUT_FORMAT_VERSION
     from extraction.schemas import get_schema
 
     spec = get_schema(config.schema_name)
-    schema_json = json.dumps(spec.json_schema(), sort_keys=True)
     identity = {
         "format": OUTPUT_FORMAT_VERSION, "model": config.model, "adapter": config.adapter,
         "schema": {"name": spec.name, "version": spec.version,
-                   "json_schema": hashlib.sha256(schema_json.encode()).hexdigest()},
-        "options": config.model_dump(mode="json", exclude_defaults=True,
-                                     exclude={"model", "adapter", "schema_name", *SPEED_ONLY}),
+                   "json_schema": stable_hash(spec.json_schema(), length=64)},
+        "options": config.model_dump(
+            mode="json", exclude_defaults=True,
+            include=config.output_fields() - {"model", "adapter", "schema_name"}),
     }
-    text = json.dumps(identity, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return stable_hash(identity)
 
 
 # --- the output file: repair on start, append durably ------------------------------------------

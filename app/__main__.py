@@ -1,0 +1,5 @@
+"""``python -m app``: the ``matextract`` command."""
+
+from app.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``matextract`` command line: one module per command family, assembled in ``main``."""

@@ -1,0 +1,72 @@
+"""``matextract eval``: run a grid on a task and print the report table.
+
+Mounted in app/cli/main.py; ``python -m app.cli.eval`` runs it alone. No logic here beyond
+parsing: eval.runner and eval.report do the work.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from app.cli.running import standalone
+from extraction.errors import ConfigError
+from extraction.models import DEFAULT_MODEL
+
+def run_eval(
+    task: Annotated[str, typer.Option(help="doping | general:K | mof:K | jsonl:PATH")] = "doping",
+    models: Annotated[Optional[list[str]], typer.Option(
+        "--model", help="registry name or model folder; repeat for several")] = None,
+    adapters: Annotated[Optional[list[str]], typer.Option(
+        "--adapter", help="LoRA adapter folder or shipped name, 'none' for the base model, "
+                          "'auto' (default): the shipped adapter for the model and task, if "
+                          "any; repeat for several")] = None,
+    set_options: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="OPTION=V1,V2 (any ExtractorConfig field), e.g. max_attempts=1,2; "
+                      "repeat for a grid")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N examples")] = None,
+    out: Annotated[Path, typer.Option(help="results folder (re-run to resume)")]
+    = Path("eval-results"),
+    report_only: Annotated[bool, typer.Option(help="only rebuild the report from --out")] = False,
+) -> None:
+    """Run models x adapters x options on a task (resumable), then write results.json,
+    report.md and PNG plots into --out and print the table."""
+    from eval.report import write_report
+
+    if not report_only:
+        from eval.runner import build_grid, check_models, parse_options, run_grid
+        from eval.tasks import load_task
+
+        chosen = list(models or [DEFAULT_MODEL])
+        chosen_adapters: list[str | None] = [
+            None if not a or a.lower() == "none" else a for a in adapters or ["auto"]]
+        grid_options = parse_options(set_options or [])
+        check_models(chosen, chosen_adapters)
+        loaded_task = load_task(task)
+        grid = build_grid(loaded_task, chosen, chosen_adapters, grid_options)
+        run_grid(loaded_task, grid, out=out, limit=limit,
+                 command=command_line(task, chosen, chosen_adapters, set_options or [],
+                                      limit, out))
+    elif not out.is_dir():
+        raise ConfigError(f"{out} is not a results folder", hint="run without --report-only")
+    markdown = write_report(out)
+    typer.echo(markdown)
+    typer.echo(f"wrote {out / 'report.md'}, {out / 'results.json'} and plots", err=True)
+
+
+def command_line(task: str, models: list[str], adapters: list[str | None],
+                 set_options: list[str], limit: int | None, out: Path) -> str:
+    """The command that reproduces a run, however it was started (saved beside the results)."""
+    words = ["matextract", "eval", "--task", task]
+    words += [w for m in models for w in ("--model", m)]
+    words += [w for a in adapters for w in ("--adapter", a or "none")]
+    words += [w for o in set_options for w in ("--set", o)]
+    words += ["--limit", str(limit)] if limit is not None else []
+    return " ".join(shlex.quote(w) for w in [*words, "--out", str(out)])
+
+
+if __name__ == "__main__":
+    standalone(run_eval)

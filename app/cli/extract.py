@@ -1,0 +1,45 @@
+"""``matextract extract``: documents -> records with evidence, printed or written as JSONL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli.options import config_command
+from extraction.config import ExtractorConfig
+from extraction.documents import loading
+from extraction.errors import DocumentError
+from extraction.retrieval.indexing import find_index
+from extraction.storage.fileio import write_atomic
+
+
+@config_command(command="extract", config=ExtractorConfig)
+def extract_command(
+    config: ExtractorConfig,
+    files: Annotated[list[Path], typer.Argument(
+        help="documents: .txt .md .html .pdf .json .jsonl")],
+    out: Annotated[Path | None, typer.Option(help="write JSON Lines here (atomically)")] = None,
+) -> None:
+    """Extract schema records with evidence from documents; prints JSON."""
+    from extraction.pipeline import Extractor  # loads torch: after the options are checked
+
+    documents = []
+    for file in files:  # read everything first: a bad file fails before any model work
+        documents.extend(loading.load(file))
+    if config.index_dir is not None:
+        if not (Path(config.index_dir) / "index.json").exists():
+            raise DocumentError(Path(config.index_dir), "no index here",
+                                hint="build one: matextract index build DIR")
+    else:
+        nearest = find_index(files[0])
+        config = config.model_copy(update={"index_dir": str(nearest) if nearest else None})
+    results = [result.to_dict() for result in Extractor(config).extract_many(documents)]
+    if out is not None:
+        write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
+        typer.echo(f"wrote {len(results)} record(s) to {out}", err=True)
+    else:
+        typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2,
+                              ensure_ascii=False))

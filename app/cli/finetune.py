@@ -1,0 +1,42 @@
+"""``matextract finetune``: LoRA fine-tuning; every FinetuneConfig field is an option."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli.options import config_command
+from finetune.config import FinetuneConfig
+
+
+@config_command(command="finetune", config=FinetuneConfig)
+def finetune_command(
+    config: FinetuneConfig,
+    out: Annotated[Path, typer.Option(help="adapter folder to write (re-run to resume)")],
+    merge: Annotated[bool, typer.Option(help="also write base+adapter merged into OUT/merged")]
+    = False,
+) -> None:
+    """LoRA-fine-tune a model for extraction, in the pipeline's own prompt format."""
+    from tqdm import tqdm
+
+    from finetune.trainer import train
+
+    bar = tqdm(desc="LoRA", unit="step")
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.refresh()
+
+    card = train(config, out, on_step=progress)
+    bar.close()
+    typer.echo(json.dumps({k: card[k] for k in ("steps", "train_seconds", "final_train_loss",
+                                                 "final_validation_loss", "trainable_share")}))
+    if merge:
+        from finetune.merge import merge as merge_adapter
+
+        typer.echo(f"merged model: {merge_adapter(config.model, str(out), out / 'merged')}")

@@ -1,0 +1,1 @@
+"""The Streamlit web UI (``matextract app``): pages, their state and helpers."""

@@ -1,3 +1,0 @@
-from extraction.cli import main
-
-main()

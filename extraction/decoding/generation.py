@@ -1,0 +1,206 @@
+"""Greedy decoding with an optional JSON-schema constraint (xgrammar token masks).
+
+We run our own decode loop instead of ``model.generate`` so that we control the budget: when
+few tokens are left, decoding switches to "closing mode" and prefers the tokens that end
+strings, arrays and objects, so a constrained output always finishes as valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from extraction.decoding import packed as packing
+from extraction.decoding.batched import BatchDecoder
+from extraction.errors import GenerationError
+from extraction.models import LoadedModel
+from extraction.schemas.base import skeleton
+
+# Tokens kept at the end of the budget, beyond what the schema's skeleton needs, for closing.
+CLOSING_MARGIN = 16
+
+
+@dataclass
+class Generation:
+    """What one decode produced, with the numbers a benchmark needs."""
+
+    text: str
+    token_ids: list[int]
+    prompt_tokens: int
+    reused_prefix_tokens: int
+    forward_passes: int
+    forced_tokens: int  # fast-forwarded: verified in the same pass as a model token
+    grammar_seconds: float  # computing and applying token masks (the constraint's cost)
+    prefill_seconds: float
+    total_seconds: float
+    finish_reason: str  # "complete" | "stop" | "length"
+
+    @property
+    def tokens_per_second(self) -> float:
+        decode = self.total_seconds - self.prefill_seconds
+        return len(self.token_ids) / decode if decode > 0 else 0.0
+
+
+class JsonConstraint:
+    """A compiled JSON-schema grammar for one tokenizer; matchers are created per decode."""
+
+    def __init__(self, loaded: LoadedModel, schema: dict[str, Any]) -> None:
+        import xgrammar as xgr
+
+        self._xgr = xgr
+        info = _tokenizer_info(loaded)
+        compiler = xgr.GrammarCompiler(info)
+        # Compact separators: the grammar then matches our few-shot examples byte for byte.
+        self.compiled = compiler.compile_json_schema(
+            json.dumps(schema), any_whitespace=False, separators=(",", ":"), strict_mode=True)
+        self.vocab_size = info.vocab_size
+        self.closers = _closing_token_ids(loaded.tokenizer)
+        # Enough tokens to finish from anywhere: the skeleton with one item per array.
+        skeleton_text = json.dumps(skeleton(schema), separators=(",", ":"))
+        self.reserve = len(loaded.tokenizer.encode(skeleton_text, add_special_tokens=False)) \
+            + CLOSING_MARGIN
+
+    def matcher(self) -> Any:
+        return self._xgr.GrammarMatcher(self.compiled)
+
+
+_TOKENIZER_INFO: dict[int, Any] = {}
+
+
+def _tokenizer_info(loaded: LoadedModel) -> Any:
+    """xgrammar's view of the vocabulary; building it scans the vocab, so once per tokenizer."""
+    import xgrammar as xgr
+
+    key = id(loaded.tokenizer)
+    if key not in _TOKENIZER_INFO:
+        head = loaded.model.get_output_embeddings()
+        # out_features, not weight.shape: an int8 (dynamically quantized) head has no tensor
+        vocab_size = getattr(head, "out_features", None) or head.weight.shape[0]
+        _TOKENIZER_INFO[key] = xgr.TokenizerInfo.from_huggingface(loaded.tokenizer,
+                                                                   vocab_size=vocab_size)
+    return _TOKENIZER_INFO[key]
+
+
+def _closing_token_ids(tokenizer: Any) -> list[int]:
+    """Single-character tokens that end a string, an array, an object (in that priority)."""
+    ids = []
+    for char in ('"', "]", "}"):
+        encoded = tokenizer.encode(char, add_special_tokens=False)
+        if len(encoded) == 1:
+            ids.append(encoded[0])
+    return ids
+
+
+def _stop_ids(loaded: LoadedModel) -> set[int]:
+    ids = {loaded.tokenizer.eos_token_id}
+    config_eos = getattr(loaded.model.generation_config, "eos_token_id", None)
+    if isinstance(config_eos, int):
+        ids.add(config_eos)
+    elif isinstance(config_eos, list):
+        ids.update(config_eos)
+    return {i for i in ids if i is not None}
+
+
+class PrefixCache:
+    """The KV cache of a fixed prompt prefix (instructions, schema, few-shot turns), computed
+    once and copied into every request that starts with the same tokens."""
+
+    def __init__(self, loaded: LoadedModel, prefix: str) -> None:
+        self.ids: list[int] = loaded.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            out = loaded.model(input_ids=torch.tensor([self.ids], device=loaded.device),
+                               use_cache=True, logits_to_keep=1)
+        self.cache = out.past_key_values
+
+    def matches(self, input_ids: list[int]) -> bool:
+        """Whether a prompt starts with the prefix (and goes on after it)."""
+        n = len(self.ids)
+        return len(input_ids) > n and input_ids[:n] == self.ids
+
+
+def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | None = None,
+             max_new_tokens: int = 512, stop_at_json_end: bool = True,
+             prefix: PrefixCache | None = None, fast_forward: bool = False,
+             packed: bool = True) -> Generation:
+    """Greedy-decode one answer for ``prompt`` (already rendered with the chat template).
+
+    With ``prefix``, the prompt's first tokens come from the cached prefix and only the rest
+    is prefilled; the answer is the same, the time to first token shorter.
+
+    With ``fast_forward`` (constrained only), the text the grammar forces next (keys, quotes,
+    brackets) is tokenized and rides along in the same forward pass as the model's token, so
+    it costs no model step of its own. The logits computed at those positions verify it, as
+    in speculative decoding: from the first forced token greedy decoding would not have
+    chosen, the rest is rolled back and the model's choice is taken. The answer is therefore
+    the greedy answer, with fewer forward passes.
+    """
+    return generate_many(loaded, [prompt], constraint=constraint,
+                         max_new_tokens=max_new_tokens, stop_at_json_end=stop_at_json_end,
+                         prefix=prefix, fast_forward=fast_forward, packed=packed)[0]
+
+
+def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
+                  constraint: JsonConstraint | None = None, max_new_tokens: int = 512,
+                  stop_at_json_end: bool = True, prefix: PrefixCache | None = None,
+                  fast_forward: bool = False, packed: bool = True) -> list[Generation]:
+    """Greedy-decode several prompts in one batch (one grammar matcher per sequence).
+
+    Each answer is the one ``generate`` gives for its prompt alone, up to floating-point
+    differences of batched arithmetic; rows leave the batch as they finish. The prefix
+    cache is used when every prompt starts with it. ``packed``: run the batch as one packed
+    sequence (no padding, prefix shared) where the model supports it; off, or for other
+    models, as a padded batch.
+    """
+    if constraint is not None and max_new_tokens <= constraint.reserve:
+        raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for this schema",
+                              hint=f"use more than {constraint.reserve} (the tokens needed to "
+                                   "close an answer from any point)")
+    started = time.perf_counter()
+    encoded = [loaded.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    shared = prefix is not None and all(prefix.matches(ids) for ids in encoded)
+    start = len(prefix.ids) if shared else 0
+    packed = packed and packing.supports(loaded.model)
+    decoder = BatchDecoder(loaded, constraint, max_new_tokens=max_new_tokens,
+                           stop_at_json_end=stop_at_json_end,
+                           fast_forward=fast_forward and (
+                               packed or _full_attention_only(loaded.model)),
+                           stop_ids=_stop_ids(loaded), packed=packed)
+    rows = [decoder.new_row(ids[start:], start) for ids in encoded]
+    prefill_seconds = decoder.run(rows, prefix.cache if shared else None, start)
+    total = time.perf_counter() - started
+    return [Generation(text=loaded.tokenizer.decode(row.generated, skip_special_tokens=True),
+                       token_ids=row.generated, prompt_tokens=len(ids),
+                       reused_prefix_tokens=start, forward_passes=row.forward_passes,
+                       forced_tokens=row.forced_kept, grammar_seconds=row.grammar_seconds,
+                       prefill_seconds=prefill_seconds,
+                       total_seconds=total, finish_reason=row.finish or "length")
+            for row, ids in zip(rows, encoded)]
+
+
+def _full_attention_only(model: Any) -> bool:
+    """Whether fast-forward keeps padded batches greedy-identical for this model. Rejected
+    forced tokens stay in the KV cache, masked out; transformers' sliding-window layers
+    (Gemma 3) still count those slots against their window, so there they could change what
+    the model attends to. (Packed steps window by position, so they have no such limit.)"""
+    config = getattr(model.config, "text_config", None) or model.config
+    layer_types = getattr(config, "layer_types", None)
+    return not layer_types or all(kind == "full_attention" for kind in layer_types)
+
+
+def choose(loaded: LoadedModel, prompt: str, options: Sequence[str]) -> str:
+    """The option whose first token the model rates highest after ``prompt`` (one forward)."""
+    tokenizer = loaded.tokenizer
+    input_ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=input_ids.to(loaded.device),
+                              logits_to_keep=1).logits[0, -1].float()
+    def score(option: str) -> float:
+        variants = {option, option.capitalize(), " " + option, " " + option.capitalize()}
+        firsts = {tokenizer.encode(v, add_special_tokens=False)[0] for v in variants}
+        return max(float(logits[i]) for i in firsts)
+    return max(options, key=score)

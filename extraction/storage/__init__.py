@@ -1,0 +1,1 @@
+"""Writing results durably: atomic files, append-only JSON Lines, hashes, CSV/Parquet exports."""
