@@ -31,7 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RAW = ROOT / "data" / "nerre" / "doping" / "data" / "raw_data.json"
+
+from extraction.resources import nerre_dir  # noqa: E402  (after the path: run as a script)
+
+RAW = nerre_dir() / "doping" / "data" / "raw_data.json"
 
 
 def write_abstracts(folder: Path, limit: int | None) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +23,8 @@ from extraction.config import ExtractorConfig
 from extraction.models import LoadedModel, adapter_card, load
 from extraction.schemas import SchemaSpec, get_schema
 from extraction.schemas.base import Example, string_leaves
-from extraction.types import Document
+from extraction.types import Document, Evidence, Extraction, FieldPath, Span
 from extraction.checking.validation import validate
-
-OUTPUT_FORMAT_VERSION = "1"
-
-
-@dataclass
-class Extraction:
-    """The result for one document, in the JSON record format of DESIGN.md."""
-
-    source: str
-    sha256: str
-    schema: dict[str, str]
-    model: dict[str, Any]
-    records: list[dict[str, Any]] = field(default_factory=list)
-    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    ungrounded: list[str] = field(default_factory=list)
-    trace: list[dict[str, Any]] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": OUTPUT_FORMAT_VERSION, **self.__dict__}
-
 
 def prompt_examples(config: ExtractorConfig, examples: Sequence[Example]) -> tuple[Example, ...]:
     """The few-shot examples the prompt shows under ``config``.
@@ -237,17 +215,15 @@ class Extractor:
 
     def _attach_evidence(self, document: Document, grounder: Grounder,
                          result: Extraction) -> None:
+        """Every string value of the records with the spans where it was found (none:
+        ungrounded), each span with its sentence."""
         sentence_spans = chunking.sentences(document.text)
         starts = [start for start, _ in sentence_spans]
         for position, record in enumerate(result.records):
             for path, value in string_leaves(record):
-                key = f"records[{position}].{path}"
-                spans = grounder.locate(value)
-                if not spans:
-                    result.ungrounded.append(key)
-                    continue
-                result.evidence[key] = [_with_sentence(span.to_dict(), document, sentence_spans,
-                                                       starts) for span in spans]
+                spans = tuple(_with_sentence(span, document, sentence_spans, starts)
+                              for span in grounder.locate(value))
+                result.evidence.append(Evidence(FieldPath(position, path), value, spans))
 
     # -- lazily built parts -------------------------------------------------------------------
 
@@ -286,11 +262,11 @@ def _reflection_line(text: str, attempt: reflexion.Attempt) -> str:
     return line if line.strip(" .-") else f"I must fix this: {attempt.signals[0]}"
 
 
-def _with_sentence(span: dict[str, Any], document: Document,
-                   sentence_spans: list[tuple[int, int]], starts: list[int]) -> dict[str, Any]:
-    position = bisect.bisect_right(starts, span["start"]) - 1
+def _with_sentence(span: Span, document: Document, sentence_spans: list[tuple[int, int]],
+                   starts: list[int]) -> Span:
+    position = bisect.bisect_right(starts, span.start) - 1
     if position >= 0:
         start, end = sentence_spans[position]
-        if start <= span["start"] < end:
-            span["sentence"] = document.text[start:end]
+        if start <= span.start < end:
+            return replace(span, sentence=document.text[start:end])
     return span

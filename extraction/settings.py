@@ -35,6 +35,9 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    # peft 0.21 asks transformers 5 a deprecated question on every adapter load.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                            category=FutureWarning)
     for noisy in ("sentence_transformers", "pypdf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:

@@ -36,7 +36,7 @@ def readme(card: dict[str, Any]) -> str:
         f"# LoRA adapter: {card['base_model']} for {card['task']}",
         "",
         "Trained with `matextract finetune` (standard peft layout: load with "
-        "`--adapter <this folder>` or by name if shipped in `adapters/`).",
+        "`--adapter <this folder>` or by name if shipped in `data/adapters/`).",
         "",
         "| | |", "|---|---|",
         f"| base model | {card['base_model']} |",

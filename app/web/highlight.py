@@ -1,6 +1,6 @@
 """The source text as HTML, each extracted value marked at its evidence span.
 
-Pure: evidence in (the ``evidence`` map of an output record), an HTML string out. Every piece
+Pure: typed evidence in (``extraction.types.Evidence``), an HTML string out. Every piece
 of document text and every value is escaped: a paper may contain ``<script>`` or ``&lt;``
 and must show as written. Overlapping spans are cut into segments at every span edge, so
 marks never nest or cross.
@@ -9,10 +9,10 @@ marks never nest or cross.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from extraction.types import Evidence, FieldPath
 
 # Background colours per field name; alpha keeps the text readable in light and dark themes.
 PALETTE = ("rgba(255, 193, 7, 0.45)", "rgba(33, 150, 243, 0.35)", "rgba(76, 175, 80, 0.40)",
@@ -33,46 +33,29 @@ STYLE = """<style>
 .mx-miss { border: 1px dashed rgba(220, 53, 69, 0.9); text-decoration: line-through; }
 </style>"""
 
-_RECORD = re.compile(r"^records\[(\d+)\]")
-_NAME = re.compile(r"([A-Za-z_][\w-]*)(?:\[\d+\])*$")
-
-
 @dataclass(frozen=True)
 class Mark:
-    """One evidence span of one value: ``text[start:end]`` supports ``path``."""
+    """One evidence span of one value: ``text[start:end]`` supports the value at ``where``."""
 
     start: int
     end: int
-    path: str  # e.g. "records[0].links[1].host"
+    where: FieldPath
     value: str
     match: str = "exact"
     page: int | None = None
 
     @property
-    def record(self) -> int | None:
-        return record_of(self.path)
+    def record(self) -> int:
+        return self.where.record
 
     @property
     def field(self) -> str:
-        return field_of(self.path)
+        return self.where.field
 
 
-def record_of(path: str) -> int | None:
-    """"records[2].hosts[0]" -> 2 (None for a path outside ``records``)."""
-    found = _RECORD.match(path)
-    return int(found.group(1)) if found else None
-
-
-def field_of(path: str) -> str:
-    """The innermost field name: "records[0].materials[1].formula" -> "formula"."""
-    found = _NAME.search(path.rsplit(".", 1)[-1])
-    return found.group(1) if found else path
-
-
-def marks_from_evidence(evidence: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Mark]:
-    return [Mark(int(s["start"]), int(s["end"]), path, str(s.get("text", "")),
-                 str(s.get("match", "exact")), s.get("page"))
-            for path, spans in evidence.items() for s in spans if int(s["end"]) > int(s["start"])]
+def marks_from_evidence(evidence: Iterable[Evidence]) -> list[Mark]:
+    return [Mark(span.start, span.end, item.where, span.text, span.match, span.page)
+            for item in evidence for span in item.spans if span.end > span.start]
 
 
 def colours(fields: Iterable[str]) -> dict[str, str]:
@@ -83,12 +66,12 @@ def colours(fields: Iterable[str]) -> dict[str, str]:
 
 def render(text: str, marks: Sequence[Mark], *, focus: int | None = None,
            pages: Sequence[tuple[int, int]] = (), field_colours: Mapping[str, str] | None = None,
-           missing: Sequence[tuple[str, str]] = ()) -> str:
+           missing: Sequence[Evidence] = ()) -> str:
     """HTML of ``text`` with every mark highlighted.
 
     ``focus``: a record number whose marks stand out (others are dimmed); ``pages``: (start,
-    end) per page, shown as page rules; ``missing``: (path, value) of ungrounded values,
-    listed under the text as struck-through chips.
+    end) per page, shown as page rules; ``missing``: ungrounded values, listed under the text
+    as struck-through chips.
     """
     field_colours = dict(field_colours or colours(m.field for m in marks))
     page_starts = {start: number for number, (start, _) in enumerate(pages, start=1)
@@ -109,9 +92,10 @@ def render(text: str, marks: Sequence[Mark], *, focus: int | None = None,
     parts.append("</div>")
     if missing:
         chips = "".join(
-            f'<span class="mx-miss" data-path="{html.escape(path)}" title="{html.escape(path)}: '
-            f'not found in the source">{html.escape(value, quote=False)}</span> '
-            f'<small>({html.escape(field_of(path))})</small>' for path, value in missing)
+            f'<span class="mx-miss" data-path="{html.escape(str(item.where))}" '
+            f'title="{html.escape(str(item.where))}: not found in the source">'
+            f'{html.escape(item.value, quote=False)}</span> '
+            f'<small>({html.escape(item.where.field)})</small>' for item in missing)
         parts.append(f'<div class="mx-missing">Not found in the source: {chips}</div>')
     return "".join(parts)
 
@@ -119,14 +103,14 @@ def render(text: str, marks: Sequence[Mark], *, focus: int | None = None,
 def _mark(piece: str, covering: Sequence[Mark], focus: int | None,
           field_colours: Mapping[str, str]) -> str:
     # The focused record's mark wins the colour; then the shortest (most specific) span.
-    top = min(covering, key=lambda m: (m.record != focus, m.end - m.start, m.path))
+    top = min(covering, key=lambda m: (m.record != focus, m.end - m.start, m.where))
     focused = focus is not None and any(m.record == focus for m in covering)
     state = " mx-focus" if focused else (" mx-dim" if focus is not None else "")
-    title = "; ".join(f"{m.path} = {m.value!r} ({m.match}" + (f", page {m.page})" if m.page
-                                                               else ")") for m in covering)
+    title = "; ".join(f"{m.where} = {m.value!r} ({m.match}" + (f", page {m.page})" if m.page
+                                                                else ")") for m in covering)
     colour = field_colours.get(top.field, PALETTE[0])
     return (f'<mark class="mx-mark{state}" style="background: {colour}" '
-            f'data-path="{html.escape(top.path)}" data-field="{html.escape(top.field)}" '
+            f'data-path="{html.escape(str(top.where))}" data-field="{html.escape(top.field)}" '
             f'title="{html.escape(title)}">{piece}</mark>')
 
 

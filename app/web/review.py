@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from extraction.checking.grounding import Grounder
 from extraction.schemas.base import SchemaSpec, string_leaves
-from extraction.types import Document
+from extraction.types import Document, Evidence, FieldPath
 
 RECORD_LEVEL = "(record)"  # key for problems that name no field
 
@@ -166,17 +166,8 @@ def _path(loc: list[str]) -> str:
     return out or "record"
 
 
-def ground(document: Document, record: Mapping[str, Any], position: int
-           ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """Evidence spans and ungrounded paths of an (edited) record, as the pipeline finds them."""
+def ground(document: Document, record: Mapping[str, Any], position: int) -> list[Evidence]:
+    """Evidence of every string value of an (edited) record, as the pipeline finds it."""
     grounder = Grounder(document)
-    evidence: dict[str, list[dict[str, Any]]] = {}
-    ungrounded = []
-    for path, value in string_leaves(dict(record)):
-        key = f"records[{position}].{path}"
-        spans = grounder.locate(value)
-        if spans:
-            evidence[key] = [span.to_dict() for span in spans]
-        else:
-            ungrounded.append(key)
-    return evidence, ungrounded
+    return [Evidence(FieldPath(position, path), value, tuple(grounder.locate(value)))
+            for path, value in string_leaves(dict(record))]

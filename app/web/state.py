@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from extraction.types import Document
+from extraction.types import Document, Evidence, Extraction
 
 STATUSES = ("pending", "accepted", "rejected")
 
@@ -41,8 +41,7 @@ class DocumentResult:
     schema_ref: str  # ExtractorConfig.schema_name: built-in name or schema file path
     extraction: dict[str, Any]  # Extraction.to_dict(), as the CLI writes it
     reviews: list[RecordReview] = field(default_factory=list)
-    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # current records
-    ungrounded: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)  # of the current records
 
     @classmethod
     def from_extraction(cls, key: str, name: str, document: Document, schema_ref: str,
@@ -50,16 +49,21 @@ class DocumentResult:
         reviews = [RecordReview(json.loads(json.dumps(r)), json.loads(json.dumps(r)))
                    for r in extraction.get("records", [])]
         return cls(key, name, document, schema_ref, extraction, reviews,
-                   dict(extraction.get("evidence", {})), list(extraction.get("ungrounded", [])))
+                   Extraction.from_dict(extraction).evidence)
+
+    def evidence_of(self, position: int) -> list[Evidence]:
+        return [item for item in self.evidence if item.where.record == position]
+
+    def original_evidence_of(self, position: int) -> list[Evidence]:
+        """The model's own evidence of a record (what a reset returns to)."""
+        return Extraction.from_dict(self.extraction).evidence_of(position)
 
     def replace_record(self, position: int, record: dict[str, Any],
-                       evidence: dict[str, list[dict[str, Any]]], ungrounded: list[str]) -> None:
+                       evidence: list[Evidence]) -> None:
         """Store an edited record with its new evidence (other records keep theirs)."""
-        prefix = f"records[{position}]."
         self.reviews[position].current = record
-        self.evidence = {k: v for k, v in self.evidence.items() if not k.startswith(prefix)}
-        self.evidence.update(evidence)
-        self.ungrounded = [p for p in self.ungrounded if not p.startswith(prefix)] + ungrounded
+        self.evidence = sorted([item for item in self.evidence if item.where.record != position]
+                               + list(evidence), key=lambda item: item.where.record)
 
     def record_windows(self) -> list[tuple[int, int]]:
         """The (start, end) of the text each record was extracted from, record by record.
@@ -170,9 +174,9 @@ def table_rows(results: list[DocumentResult]) -> list[dict[str, Any]]:
                          "edited": False, "values": problem, "grounded": "–",
                          "key": result.key})
         for position, review in enumerate(result.reviews):
-            prefix = f"records[{position}]."
-            grounded = sum(1 for k in result.evidence if k.startswith(prefix))
-            missing = sum(1 for k in result.ungrounded if k.startswith(prefix))
+            items = result.evidence_of(position)
+            grounded = sum(item.grounded for item in items)
+            missing = len(items) - grounded
             rows.append({"document": result.name, "record": position + 1,
                          "status": review.status, "edited": review.edited,
                          "values": summary(review.current),

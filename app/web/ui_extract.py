@@ -62,6 +62,24 @@ def model_lock() -> threading.Lock:
 
 # --- sidebar: schema, model, options -----------------------------------------------------------
 
+def _default(name: str) -> Any:
+    """The sidebar starts from ExtractorConfig's own defaults (declared once, there)."""
+    return ExtractorConfig.model_fields[name].default
+
+
+def _help(name: str) -> str:
+    return ExtractorConfig.model_fields[name].description or ""
+
+
+def _bounds(name: str) -> tuple[int, int | None]:
+    """(min, max) of an integer option, from the field's own constraints."""
+    low, high = 0, None
+    for rule in ExtractorConfig.model_fields[name].metadata:
+        low = getattr(rule, "ge", low)
+        high = getattr(rule, "le", high)
+    return low, high
+
+
 def sidebar_config() -> ExtractorConfig | None:
     """The run's settings from the sidebar; None (with the reason shown) when unusable."""
     with st.sidebar:
@@ -77,20 +95,22 @@ def sidebar_config() -> ExtractorConfig | None:
         device = st.selectbox("Device", ("auto", "cpu", "cuda"), key="device")
         with st.expander("Pipeline options", expanded=False):
             retrieval = st.radio("Retrieval", ("auto", "on", "off"), horizontal=True,
-                                 key="retrieval", help="auto: only for documents longer than "
-                                 "3,000 characters (the model reads the best chunks)")
-            constrained = st.toggle("Constrained decoding", value=True, key="constrained",
-                                    help="the answer is forced to be the schema's JSON")
-            attempts = st.number_input("Reflexion attempts", 1, 5, 2, key="attempts",
-                                       help="1 = no retry; each retry feeds the validator's "
-                                            "and grounding messages back to the model")
-            critique = st.checkbox("Self-critique", key="self_critique",
-                                   help="the model also answers 'is this correct?'")
-            strict = st.checkbox("Strict grounding", key="strict_grounding",
-                                 help="drop values not found in the source text")
-            few_shot = st.selectbox("Few-shot examples", ("all", 0, 1, 2, 3), key="few_shot")
-            budget = st.number_input("Token budget per answer", 64, 2048, 384, step=64,
-                                     key="max_new_tokens")
+                                 index=("auto", "on", "off").index(_default("retrieval")),
+                                 key="retrieval", help=_help("retrieval"))
+            constrained = st.toggle("Constrained decoding", value=_default("constrained"),
+                                    key="constrained", help=_help("constrained"))
+            attempts = st.number_input("Reflexion attempts", *_bounds("max_attempts"),
+                                       _default("max_attempts"), key="attempts",
+                                       help=_help("max_attempts"))
+            critique = st.checkbox("Self-critique", value=_default("self_critique"),
+                                   key="self_critique", help=_help("self_critique"))
+            strict = st.checkbox("Strict grounding", value=_default("strict_grounding"),
+                                 key="strict_grounding", help=_help("strict_grounding"))
+            few_shot = st.selectbox("Few-shot examples", ("all", 0, 1, 2, 3), key="few_shot",
+                                    help=_help("few_shot"))
+            budget = st.number_input("Token budget per answer", _bounds("max_new_tokens")[0],
+                                     2048, _default("max_new_tokens"), step=64,
+                                     key="max_new_tokens", help=_help("max_new_tokens"))
     if schema_ref is None or not model:
         return None
     try:

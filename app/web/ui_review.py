@@ -3,7 +3,6 @@ Reflexion trace, timings, and exports."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from app.web import review
 from app.web.state import DocumentResult, table_rows
 from extraction.errors import MatextractError
 from extraction.schemas import get_schema
-from extraction.schemas.base import string_leaves
 
 
 def render(results: list[DocumentResult]) -> None:
@@ -78,10 +76,8 @@ def _timings(result: DocumentResult) -> None:
 def _source(result: DocumentResult, position: int | None) -> None:
     st.markdown(f"**Source: {result.name}**")
     marks = highlight.marks_from_evidence(result.evidence)
-    values = {path: value for r, review_ in enumerate(result.reviews)
-              for path, value in _leaves(review_.current, f"records[{r}].")}
-    missing = [(p, values.get(p, "?")) for p in result.ungrounded
-               if position is None or highlight.record_of(p) == position]
+    missing = [item for item in result.evidence
+               if not item.grounded and (position is None or item.where.record == position)]
     names = [f.name for f in review.field_specs(get_schema(result.schema_ref))]
     colours = highlight.colours([*names, *(m.field for m in marks)])
     legend = highlight.legend({k: v for k, v in colours.items()
@@ -93,22 +89,15 @@ def _source(result: DocumentResult, position: int | None) -> None:
                              missing=missing))
     if position is None:
         return
-    prefix = f"records[{position}]."
-    spans = [{"value": path.removeprefix(prefix), "found": s["text"], "match": s["match"],
-              "page": s.get("page"), "offsets": f"{s['start']}-{s['end']}",
-              "sentence": s.get("sentence", "")}
-             for path, found in result.evidence.items() if path.startswith(prefix)
-             for s in found]
-    spans += [{"value": p.removeprefix(prefix), "found": "not found in the source",
-               "match": "none", "page": None, "offsets": "", "sentence": v}
-              for p, v in missing]
+    spans = [{"value": item.where.path, "found": span.text, "match": span.match,
+              "page": span.page, "offsets": f"{span.start}-{span.end}",
+              "sentence": span.sentence or ""}
+             for item in result.evidence_of(position) for span in item.spans]
+    spans += [{"value": item.where.path, "found": "not found in the source",
+               "match": "none", "page": None, "offsets": "", "sentence": item.value}
+              for item in missing]
     with st.expander(f"Evidence of record {position + 1} ({len(spans)} span(s))"):
         st.dataframe(pd.DataFrame(spans), hide_index=True, width="stretch")
-
-
-def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, str]]:
-    for path, text in string_leaves(value):
-        yield prefix + path, text
 
 
 def _editor(result: DocumentResult, position: int) -> None:
@@ -143,8 +132,8 @@ def _editor(result: DocumentResult, position: int) -> None:
     for name, messages in checked.problems.items():
         (slots.get(name) or st).warning("\n\n".join(messages))
     if checked.valid and checked.record != item.current:
-        evidence, ungrounded = review.ground(result.document, checked.record, position)
-        result.replace_record(position, checked.record, evidence, ungrounded)
+        result.replace_record(position, checked.record,
+                              review.ground(result.document, checked.record, position))
         st.rerun()  # the table and the highlights above show the edit
     accept, reject, reset = st.columns(3)
     if accept.button("Accept", key=f"accept:{base}", type="primary",
@@ -157,12 +146,7 @@ def _editor(result: DocumentResult, position: int) -> None:
         st.rerun()
     if reset.button("Reset", key=f"reset:{base}", help="back to the model's output",
                     disabled=not item.edited):
-        prefix = f"records[{position}]."
-        original = result.extraction
-        result.replace_record(
-            position, item.original,
-            {k: v for k, v in original.get("evidence", {}).items() if k.startswith(prefix)},
-            [p for p in original.get("ungrounded", []) if p.startswith(prefix)])
+        result.replace_record(position, item.original, result.original_evidence_of(position))
         versions[(result.key, position)] = versions.get((result.key, position), 0) + 1
         st.rerun()
 

@@ -7,28 +7,13 @@ compatibility forms such as subscript digits) with offsets mapped back to the or
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from extraction.types import Document
+from extraction.types import Document, Span
 
 MAX_SPANS_PER_VALUE = 5
 MIN_NORMALISED_CHARS = 3
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"), "-")
-
-
-@dataclass(frozen=True)
-class Span:
-    """One occurrence of a value in the document."""
-
-    start: int
-    end: int
-    page: int | None
-    text: str  # document.text[start:end]
-    match: str  # "exact" | "normalised"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _normalise_char(char: str) -> str:

@@ -15,6 +15,9 @@ ADAPTER_CARD = "matextract-adapter.json"
 def shipped_adapters() -> dict[str, Path]:
     """Adapters shipped with matextract (trained with 'matextract finetune'), by name."""
     root = shipped_adapters_dir()
+    if not root.is_dir():
+        raise ModelNotFoundError(f"the shipped adapters are missing: no folder {root}",
+                                 hint="the installation is incomplete: reinstall matextract")
     return {p.name: p for p in sorted(root.iterdir()) if (p / "adapter_config.json").exists()}
 
 
