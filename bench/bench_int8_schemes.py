@@ -21,11 +21,12 @@ SCHEMES = ("fp32", "all", "body", "head")
 
 def main() -> None:
     from eval.report import markdown_table, summarise
-    from eval.runner import read_lines, run_grid, run_id
+    from eval.runner import RESULT_KEYS, run_grid, run_id
     from eval.tasks import load_task
     from extraction import models
     from extraction.models import loading as model_loading
     from extraction.config import ExtractorConfig
+    from extraction.storage.jsonl import read_jsonl
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench-results/int8-schemes"))
@@ -40,7 +41,8 @@ def main() -> None:
         config = ExtractorConfig(model="smollm2-135m", adapter=args.adapter, **options)
         folder = args.out / scheme  # run ids do not know the scheme: one folder each
         run_grid(task, [(config, options)], out=folder, progress=False)
-        lines, _ = read_lines(folder / f"{run_id(task.name, config, options)}.jsonl")
+        lines = read_jsonl(folder / f"{run_id(task.name, config, options)}.jsonl",
+                           required=RESULT_KEYS).rows
         row = summarise({"task": task.name, "schema": task.schema, "options": {
             "int8 scheme": scheme}, "model": {"name": "smollm2-135m"},
             "config": {"adapter": args.adapter}}, lines)

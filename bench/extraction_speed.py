@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.report import summarise
-from eval.runner import read_lines, run_grid, run_id
+from eval.runner import RESULT_KEYS, run_grid, run_id
 from eval.tasks import Task
 from extraction import prompting
 from extraction.decoding import generation
@@ -19,6 +19,7 @@ from extraction.models import LoadedModel
 from bench.answers import answer_line, pipeline_prompts
 from extraction.pipeline import ExtractorConfig
 from extraction.schemas import get_schema
+from extraction.storage.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,9 @@ def measure_settings(task: Task, *, model: str, limit: int | None,
             else:
                 run_grid(task, [(config, setting.options)], out=Path(folder), limit=limit,
                          progress=False)
-                lines, _ = read_lines(
-                    Path(folder) / f"{run_id(task.name, config, setting.options)}.jsonl")
+                lines = read_jsonl(
+                    Path(folder) / f"{run_id(task.name, config, setting.options)}.jsonl",
+                    required=RESULT_KEYS).rows
             rows.append(_row(task, model, setting.label, setting.options, lines))
     if llama_cpp_ggufs:
         from bench.llamacpp_loop import llama_cpp_loop

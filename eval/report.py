@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from extraction.datasets import nerre as nerre_data
+from extraction.storage.fileio import write_atomic
+from extraction.storage.jsonl import read_jsonl
 from eval.nerre_scoring import Score, nanmean
 from eval.normalised import ENTRY_LAYOUT, score_example
-from eval.runner import META_SUFFIX, RESULTS_SUFFIX, read_lines, write_atomic
+from eval.runner import META_SUFFIX, RESULT_KEYS, RESULTS_SUFFIX
 from eval.tasks import doping_to_ours, entries_to_ours, strict_counts
 
 PUBLISHED = {  # model label, parameters, file key in data/nerre
@@ -219,7 +221,7 @@ def load_runs(folder: Path) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]
     for meta_path in sorted(folder.glob(f"*{META_SUFFIX}")):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         results = meta_path.with_name(meta_path.name.removesuffix(META_SUFFIX) + RESULTS_SUFFIX)
-        runs.append((meta, read_lines(results)[0]))
+        runs.append((meta, read_jsonl(results, required=RESULT_KEYS).rows))
     return runs
 
 

@@ -10,13 +10,10 @@ report needs only the folder.
 from __future__ import annotations
 
 import gc
-import hashlib
 import itertools
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,9 +25,13 @@ from eval.tasks import Task, TaskExample, merge_records, score_prediction
 from extraction import models
 from extraction.errors import ConfigError, GenerationError, ModelNotFoundError
 from extraction.pipeline import Extraction, Extractor, ExtractorConfig
+from extraction.storage.fileio import write_atomic
+from extraction.storage.hashing import stable_hash
+from extraction.storage.jsonl import Appender, read_jsonl, rewrite_jsonl
 from extraction.types import Document
 
 RESULTS_SUFFIX = ".jsonl"
+RESULT_KEYS = ("id",)  # a results line without them is not one of ours: skipped, redone
 META_SUFFIX = ".config.json"
 # Set by --model, --adapter and the task, never by --set.
 NOT_OPTIONS = ("model", "adapter", "schema_name")
@@ -99,9 +100,8 @@ def check_models(model_names: Sequence[str], adapters: Sequence[str | None]) -> 
 def run_id(task_name: str, config: ExtractorConfig, options: Mapping[str, Any]) -> str:
     """``<readable slug>-<8 hex>``: the hash covers the task and every non-default option,
     so adding a new ExtractorConfig field with a default keeps old results resumable."""
-    identity = json.dumps({"task": task_name, "config": config.model_dump(exclude_defaults=True)},
-                          sort_keys=True, default=str)
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    digest = stable_hash({"task": task_name, "config": config.model_dump(exclude_defaults=True)},
+                         length=8)
     parts = [f"jsonl-{Path(task_name[6:]).stem}" if task_name.startswith("jsonl:") else task_name,
              Path(config.model).name] + ([Path(config.adapter).name] if config.adapter else [])
     parts += [f"{k}={v}" for k, v in options.items()]
@@ -111,54 +111,14 @@ def run_id(task_name: str, config: ExtractorConfig, options: Mapping[str, Any]) 
 
 # --- files ----------------------------------------------------------------------------------
 
-def read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """(complete result lines, number of torn or unreadable lines) of a results file."""
-    if not path.exists():
-        return [], 0
-    good, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(row, dict) and "id" in row:
-            good.append(row)
-        else:
-            bad += 1
-    return good, bad
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """All or nothing: a kill never leaves a half-written file behind."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _lines_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-
-
-def _resume(path: Path) -> set[str]:
-    """Ids already done; a torn or duplicated line is removed from the file first."""
-    rows, bad = read_lines(path)
+def _resume(path: Path) -> list[dict[str, Any]]:
+    """The result lines already written; a torn, unreadable or duplicated line is removed
+    from the file first (its example is redone)."""
+    rows, skipped = read_jsonl(path, required=RESULT_KEYS)
     kept = list({row["id"]: row for row in reversed(rows)}.values())[::-1]  # first of each id
-    if bad or len(kept) != len(rows):
-        write_atomic(path, _lines_text(kept))
-    return {row["id"] for row in kept}
+    if skipped or len(kept) != len(rows):
+        rewrite_jsonl(path, kept)
+    return kept
 
 
 def _check_meta(path: Path, meta: Mapping[str, Any]) -> None:
@@ -207,7 +167,7 @@ def result_line(task: Task, example: TaskExample, extraction: Extraction | None,
         "parses": bool(best) and all(_parses(a["raw"]) for a in best),
         "valid": valid,
         "attempts": len(attempts),
-        "grounded": len(extraction.evidence) if extraction else 0,
+        "grounded": sum(e.grounded for e in extraction.evidence) if extraction else 0,
         "ungrounded": len(extraction.ungrounded) if extraction else 0,
         "new_tokens": sum(a["generation"].get("new_tokens", 0) for a in attempts),
         "prompt_tokens": sum(a["generation"].get("prompt_tokens", 0) for a in attempts),
@@ -308,7 +268,8 @@ def run_grid(task: Task, grid: Sequence[tuple[ExtractorConfig, dict]], *, out: P
     for config, options in ordered:
         rid = run_id(task.name, config, options)
         results, meta_path = out / f"{rid}{RESULTS_SUFFIX}", out / f"{rid}{META_SUFFIX}"
-        done = _resume(results)
+        written = _resume(results)
+        done = {row["id"] for row in written}
         todo = [e for e in selected if e.id not in done]
         meta = {"id": rid, "task": task.name, "schema": task.schema, "options": options,
                 "config": config.model_dump(mode="json"),
@@ -331,17 +292,15 @@ def run_grid(task: Task, grid: Sequence[tuple[ExtractorConfig, dict]], *, out: P
         if loaded.device.startswith("cuda"):
             import torch
             torch.cuda.reset_peak_memory_stats()
-        with results.open("a", encoding="utf-8") as handle, \
+        worked = any(not row.get("exception") for row in written)
+        with Appender(results) as appender, \
                 tqdm(total=len(selected), initial=len(selected) - len(todo), desc=_short(rid),
                      unit="ex", disable=not progress, file=sys.stderr) as bar:
-            worked = any(not row.get("exception") for row in read_lines(results)[0])
             for offset in range(0, len(todo), config.batch_size):
                 group = todo[offset:offset + config.batch_size]
                 for line in _extract(extractor, task, group, tolerate=worked):
                     worked = worked or not line["exception"]
-                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    appender.write(line)
                     bar.update()
     _release(loaded)
     return [run_id(task.name, config, options) for config, options in grid]

@@ -7,12 +7,12 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from extraction.storage.fileio import write_atomic
+from extraction.storage.hashing import stable_hash
 from extraction.models import ADAPTER_CARD, choose_device, resolve_model_dir
 from finetune.config import FinetuneConfig
 from finetune.data import Pair, build_pairs, split_validation
@@ -43,7 +44,7 @@ class History:
 
 def config_hash(config: FinetuneConfig) -> str:
     """Identifies what a checkpoint belongs to (device and limits of a smoke run included)."""
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+    return stable_hash(config.model_dump(mode="json"))
 
 
 def batch_order(n_pairs: int, *, batch_size: int, epochs: float, seed: int) -> list[list[int]]:
@@ -175,8 +176,10 @@ def _load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any,
     if not state_file.exists():
         return 0, History()
     state = torch.load(state_file, weights_only=False)
-    if state["config_hash"] != digest:
-        return 0, History()  # a checkpoint of other settings: start over, do not mix
+    if state["config_hash"] != digest:  # a checkpoint of other settings: do not mix
+        warnings.warn(f"{folder}: the checkpoint was made with other settings; training starts "
+                      "over (use another --out to keep both)", stacklevel=2)
+        return 0, History()
     set_peft_model_state_dict(model, state["adapter"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -67,7 +67,7 @@ def test_the_page_shows_tables_and_plots(eval_folder, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv(limits.ENV_EVAL_DIR, str(eval_folder.parent))
-    at = AppTest.from_string("from app.ui_eval import page\npage()", default_timeout=60)
+    at = AppTest.from_string("from app.web.ui_eval import page\npage()", default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     text = "\n".join(m.value for m in at.markdown)
@@ -80,6 +80,6 @@ def test_the_page_explains_how_to_get_results(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv(limits.ENV_EVAL_DIR, str(tmp_path / "nothing"))
-    at = AppTest.from_string("from app.ui_eval import page\npage()", default_timeout=60)
+    at = AppTest.from_string("from app.web.ui_eval import page\npage()", default_timeout=60)
     at.run()
     assert not at.exception and "matextract eval" in at.info[0].value

@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from app.cli.eval import run_eval
 from app.cli.main import app as matextract_app
-from eval.runner import parse_options, read_lines
+from eval.runner import RESULT_KEYS, parse_options
 from extraction.errors import ConfigError, ModelNotFoundError
 from extraction.pipeline import Extractor
+from extraction.storage.jsonl import read_jsonl
 
 # No reflection, no few-shot turns, a small budget: the tiny model's answers come quickly.
 OPTIONS = ["max_attempts=1,2", "reflect_with_model=false", "few_shot=0",
@@ -41,7 +42,7 @@ def test_grid_writes_one_line_per_example_and_the_config(grid_dir):
     files = _results(grid_dir)
     assert len(files) == 2
     for path in files:
-        rows, bad = read_lines(path)
+        rows, bad = read_jsonl(path, required=RESULT_KEYS)
         assert bad == 0 and len(rows) == 3
         assert [r["id"] for r in rows] == [f"10.1007/s10853-017-1104-8#{i}" for i in range(3)]
         for row in rows:
@@ -110,7 +111,7 @@ def test_resume_redoes_only_torn_and_missing_examples(grid_dir, tiny_model_dirs,
     _run(tiny_model_dirs["llama"], folder)
 
     assert sorted(calls) == sorted(json.loads(lines[i])["id"] for i in (1, 2))
-    rows, bad = read_lines(first)
+    rows, bad = read_jsonl(first, required=RESULT_KEYS)
     assert bad == 0 and sorted(r["id"] for r in rows) == sorted(
         json.loads(line)["id"] for line in lines)
     assert rows[0] == kept_first  # done work is kept as it was (same timestamp)

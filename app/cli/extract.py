@@ -13,7 +13,7 @@ from extraction.config import ExtractorConfig
 from extraction.documents import loading
 from extraction.errors import DocumentError
 from extraction.retrieval.indexing import find_index
-from extraction.storage.fileio import write_atomic
+from extraction.storage.jsonl import rewrite_jsonl
 
 
 @config_command(command="extract", config=ExtractorConfig)
@@ -38,7 +38,7 @@ def extract_command(
         config = config.model_copy(update={"index_dir": str(nearest) if nearest else None})
     results = [result.to_dict() for result in Extractor(config).extract_many(documents)]
     if out is not None:
-        write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
+        rewrite_jsonl(out, results)
         typer.echo(f"wrote {len(results)} record(s) to {out}", err=True)
     else:
         typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any
 
 from app.web.state import DocumentResult
 from extraction.errors import MatextractError
-from extraction.storage.fileio import fsync_path, temp_path
 from extraction.schemas import builtin_names
+from extraction.storage.jsonl import encode_jsonl, parse_jsonl, rewrite_jsonl
 
 
 class CorrectionsError(MatextractError):
@@ -34,15 +33,14 @@ def accepted_items(results: Sequence[DocumentResult]) -> list[dict[str, Any]]:
         for position, review in enumerate(result.reviews):
             if review.status != "accepted":
                 continue
-            prefix = f"records[{position}]."
+            evidence = result.evidence_of(position)
             items.append({
                 "source": result.name, "sha256": result.document.sha256,
                 "schema": result.extraction.get("schema"), "model": result.extraction.get("model"),
                 "record_index": position, "edited": review.edited, "record": review.current,
-                "evidence": {k.removeprefix(prefix): v for k, v in result.evidence.items()
-                             if k.startswith(prefix)},
-                "ungrounded": [k.removeprefix(prefix) for k in result.ungrounded
-                               if k.startswith(prefix)]})
+                "evidence": {item.where.path: [span.to_dict() for span in item.spans]
+                             for item in evidence if item.grounded},
+                "ungrounded": [item.where.path for item in evidence if not item.grounded]})
     return items
 
 
@@ -51,7 +49,7 @@ def to_json(items: Sequence[dict[str, Any]]) -> str:
 
 
 def to_jsonl(items: Sequence[dict[str, Any]]) -> str:
-    return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+    return encode_jsonl(items).decode("utf-8")
 
 
 def to_csv(items: Sequence[dict[str, Any]]) -> str:
@@ -114,39 +112,29 @@ def save_corrections(path: Path, lines: Sequence[dict[str, Any]], *,
         raise CorrectionsError("no accepted records to save", hint="accept a record first")
     schema = lines[0]["schema"]
     existing: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise CorrectionsError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-            if row.get("schema") != schema:
-                raise CorrectionsError(f"{path} holds corrections for schema "
-                                       f"{row.get('schema')!r}, not {schema!r}")
-            existing[str(row.get("id", f"line{number}"))] = row
+    for saved in parse_jsonl(path.read_bytes()) if path.exists() else []:
+        if not saved.parsed:
+            raise CorrectionsError(f"{path}:{saved.number}: not valid JSON ({saved.error})")
+        row = saved.row or {}
+        if row.get("schema") != schema:
+            raise CorrectionsError(f"{path} holds corrections for schema "
+                                   f"{row.get('schema')!r}, not {schema!r}")
+        existing[str(row.get("id", f"line{saved.number}"))] = row
     for line in lines:
         existing[line["id"]] = dict(line)
     path.parent.mkdir(parents=True, exist_ok=True)
     if schema_file is not None and (path.parent / schema_file.name).resolve() \
             != schema_file.resolve():
         shutil.copyfile(schema_file, path.parent / schema_file.name)
-    # Checked before it replaces the file: a bad line never lands in the training data.
-    staged = temp_path(path.parent, path.name)
-    try:
-        staged.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n"
-                                  for row in existing.values()), encoding="utf-8")
+    count = 0
+
+    def check(staged: Path) -> None:  # a bad line never lands in the training data
+        nonlocal count
         try:
             count = len(load_jsonl_task(staged).examples)
         except TaskError as exc:
             raise CorrectionsError(exc.message.replace(str(staged), str(path)),
                                    hint=exc.hint) from exc
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staged, 0o666 & ~umask)  # mkstemp makes 0600; training data is shared
-        fsync_path(staged)
-        os.replace(staged, path)
-    finally:
-        staged.unlink(missing_ok=True)
+
+    rewrite_jsonl(path, existing.values(), check=check)
     return count

@@ -8,17 +8,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from extraction.batch.inputs import Event, Outcome, WorkItem, plan, walk_folder
+from extraction.batch.inputs import Event, Outcome, WorkItem, plan
 from extraction.batch.local import default_parse_workers, iter_local
 from extraction.batch.output import (
-    Appender,
     OutputPaths,
     Resume,
     fingerprint,
     locked,
     open_output,
 )
+from extraction.documents.folders import walk_folder
 from extraction.errors import ConfigError
+from extraction.storage.jsonl import Appender, read_jsonl
 
 from extraction.batch.ray_engine import RayOptions
 
@@ -194,7 +195,7 @@ def _run(folder: Path, config: ExtractorConfig, options: BatchOptions, paths: Ou
 def _finish(paths: OutputPaths, summary: BatchSummary, options: BatchOptions) -> None:
     from extraction.storage import exports
 
-    lines = list(exports.read_lines(paths.out)) if paths.out.exists() else []
+    lines = read_jsonl(paths.out).rows
     summary.output_documents = len(lines)
     summary.output_records = sum(len(line.get("records", [])) for line in lines)
     if options.export and lines:

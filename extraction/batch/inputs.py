@@ -1,125 +1,25 @@
-"""Walking the input folder and planning the work: which documents are new."""
+"""Planning the work (which documents are new) and turning work items into outcomes. The
+folder is walked by ``extraction.documents.folders.walk_folder``."""
 
 from __future__ import annotations
 
-import errno
-import fnmatch
-import os
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from extraction.documents import loading as documents
+from extraction.documents.folders import failure, stat_problem
 from extraction.errors import DocumentError, MatextractError
 from extraction.storage.fileio import sha256_file
 from extraction.types import Document
 
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
-    from extraction.pipeline import Extraction, Extractor
+    from extraction.pipeline import Extractor
+    from extraction.types import Extraction
 
 COLLECTION_SUFFIXES = (".json", ".jsonl")  # one file, many documents: split while planning
-SKIP_DIRS = {".matextract-index", ".git", "__pycache__"}
 Event = dict[str, Any]
-
-
-
-
-# --- walking the folder ---------------------------------------------------------------------
-
-@dataclass
-class Walk:
-    files: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, display path)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    ignored: Counter = field(default_factory=Counter)  # reason -> count
-
-
-def failure(file: str, reason: str, hint: str = "", *, stage: str) -> dict[str, Any]:
-    return {"file": file, "reason": reason, "hint": hint, "stage": stage}
-
-
-def _matches(rel: str, patterns: Iterable[str]) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        variants = (pattern, pattern[3:]) if pattern.startswith("**/") else (pattern,)
-        if any(fnmatch.fnmatchcase(rel, v) or fnmatch.fnmatchcase(name, v) for v in variants):
-            return True
-    return False
-
-
-def _stat_problem(exc: OSError) -> tuple[str, str]:
-    if exc.errno == errno.ELOOP:
-        return "symbolic link loop", "the link points (indirectly) at itself; remove it"
-    if exc.errno == errno.ENOENT:
-        return "broken symbolic link (target missing)", "remove the link or restore its target"
-    if exc.errno == errno.EACCES:
-        return "permission denied", "make it readable (chmod u+r) or exclude it"
-    return f"cannot read: {exc.strerror or exc}", "check that the disk or share is reachable"
-
-
-def walk_folder(folder: Path, *, include: Iterable[str] = (), exclude: Iterable[str] = (),
-                skip: Callable[[Path], bool] = lambda path: False) -> Walk:
-    """Supported files under ``folder``, sorted by relative path. Symbolic links are followed,
-    but a folder is entered once: a link back to an enclosing folder is reported as a loop."""
-    include, exclude = tuple(include), tuple(exclude)
-    if not folder.exists():
-        raise DocumentError(folder, "folder not found",
-                            hint=f"check the path (relative paths start at {Path.cwd()})")
-    if not folder.is_dir():
-        raise DocumentError(folder, "is not a folder",
-                            hint="pass a folder; for single files use 'matextract extract'")
-    walk = Walk()
-    root = os.stat(folder)
-    stack: list[tuple[Path, str, tuple[tuple[int, int], ...]]] = [
-        (folder, "", ((root.st_dev, root.st_ino),))]
-    entered = {(root.st_dev, root.st_ino)}
-    found: list[tuple[str, str, str]] = []
-    while stack:
-        directory, rel, ancestry = stack.pop()
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError as exc:
-            reason, hint = _stat_problem(exc)
-            walk.failures.append(failure(str(directory), f"cannot list folder: {reason}", hint,
-                                         stage="walk"))
-            continue
-        for entry in entries:
-            path, child_rel = Path(entry.path), f"{rel}{entry.name}"
-            try:
-                info = os.stat(path)  # follows links; raises for loops and broken links
-            except OSError as exc:
-                reason, hint = _stat_problem(exc)
-                walk.failures.append(failure(str(path), reason, hint, stage="walk"))
-                continue
-            if os.path.isdir(path):
-                identity = (info.st_dev, info.st_ino)
-                if entry.name in SKIP_DIRS or _matches(child_rel, exclude):
-                    walk.ignored["excluded folder"] += 1
-                elif identity in ancestry:
-                    walk.failures.append(failure(
-                        str(path), "symbolic link loop: leads back to an enclosing folder",
-                        "not followed; remove the link or exclude it", stage="walk"))
-                elif identity in entered:
-                    walk.ignored["folder reached again through a link"] += 1
-                else:
-                    entered.add(identity)
-                    stack.append((path, f"{child_rel}/", (*ancestry, identity)))
-                continue
-            suffix = path.suffix.lower()
-            if skip(path):
-                continue
-            if suffix not in documents.SUPPORTED_SUFFIXES:
-                walk.ignored[f"unsupported {suffix or '(no extension)'}"] += 1
-            elif _matches(child_rel, exclude) or (include and not _matches(child_rel, include)):
-                walk.ignored["excluded by pattern"] += 1
-            elif not os.path.isfile(path):  # a FIFO would block the reader forever
-                walk.failures.append(failure(str(path), "not a regular file",
-                                             "copy the content into a file", stage="walk"))
-            else:
-                found.append((child_rel, os.path.abspath(path), str(path)))
-    walk.files = [(absolute, display) for _, absolute, display in sorted(found)]
-    return walk
 
 
 # --- planning: what is already done, what to do ---------------------------------------------
@@ -207,7 +107,7 @@ def plan(files: Iterable[tuple[str, str]], done: set[str]) -> Plan:
         try:
             digest = sha256_file(Path(path))
         except OSError as exc:
-            reason, hint = _stat_problem(exc)
+            reason, hint = stat_problem(exc)
             result.failures.append(failure(display, reason, hint, stage="load"))
             continue
         add(WorkItem(display=display, sha256=digest, path=path))

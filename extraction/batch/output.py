@@ -1,10 +1,9 @@
 """The output file: where a batch writes, the configuration fingerprint each line carries,
-repair on start, durable appends."""
+repair on start (appends go through ``extraction.storage.jsonl.Appender``)."""
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from extraction.errors import ConfigError
-from extraction.storage.fileio import fsync_folder, write_atomic
 from extraction.storage.hashing import stable_hash
+from extraction.storage.jsonl import JsonlLine, encode_jsonl, parse_jsonl, rewrite_jsonl
 
 if TYPE_CHECKING:  # the pipeline imports torch: parse workers must not pay for it
     from extraction.config import ExtractorConfig
@@ -81,7 +80,7 @@ def fingerprint(config: ExtractorConfig) -> str:
     """What the records depend on: model, adapter, schema (version and JSON Schema) and every
     option that affects output set away from its default (so a new option with a default
     keeps old lines valid). Speed-only options are declared so in ExtractorConfig."""
-    from extraction.pipeline import OUTPUT_FORMAT_VERSION
+    from extraction.types import OUTPUT_FORMAT_VERSION
     from extraction.schemas import get_schema
 
     spec = get_schema(config.schema_name)
@@ -96,7 +95,7 @@ def fingerprint(config: ExtractorConfig) -> str:
     return stable_hash(identity)
 
 
-# --- the output file: repair on start, append durably ------------------------------------------
+# --- the output file: repair on start -----------------------------------------------------
 
 @dataclass
 class Resume:
@@ -107,16 +106,9 @@ class Resume:
     moved: dict[str, int] = field(default_factory=dict)  # archive file -> lines moved there
 
 
-def _parse_line(raw: bytes) -> dict[str, Any] | None:
-    """A batch record, None for a line cut short (a cut JSON object never parses).
-    Raises ValueError for other JSON: not a line batch wrote."""
-    try:
-        row = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(row, dict) and isinstance(row.get("sha256"), str) and "fingerprint" in row:
-        return row
-    raise ValueError("not a batch record")
+def _is_record(value: Any) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("sha256"), str)
+            and "fingerprint" in value)
 
 
 def open_output(paths: OutputPaths, current: str) -> Resume:
@@ -127,67 +119,36 @@ def open_output(paths: OutputPaths, current: str) -> Resume:
     if not paths.out.exists():
         return resume
     data = paths.out.read_bytes()
-    kept: list[bytes] = []
-    stale: dict[str, list[bytes]] = {}
-    segments = data.split(b"\n")
-    for number, raw in enumerate(segments, start=1):
-        if not raw.strip():
-            continue
-        try:
-            row = _parse_line(raw)
-            cut = row is None and number == len(segments)  # last, no newline: a kill
-        except ValueError:  # JSON, but not ours
-            row, cut = None, False
-        if cut:
+    kept: list[JsonlLine] = []
+    stale: dict[str, list[JsonlLine]] = {}
+    for line in parse_jsonl(data):
+        if line.torn:
             resume.torn += 1
-        elif row is None:  # one appender, so only the last line can be torn: not our file
-            raise ConfigError(f"{paths.out} line {number} is not a batch record; refusing to "
-                              "rewrite a file that batch did not write",
+            continue
+        row = line.value
+        if not _is_record(row):  # one appender, so only the last line can be torn: not ours
+            raise ConfigError(f"{paths.out} line {line.number} is not a batch record; refusing "
+                              "to rewrite a file that batch did not write",
                               hint="choose another --out (a new .jsonl file)")
-        elif row["fingerprint"] != current:
-            stale.setdefault(str(row["fingerprint"]), []).append(raw)
+        if row["fingerprint"] != current:
+            stale.setdefault(str(row["fingerprint"]), []).append(line)
         elif row["sha256"] in resume.done:
             resume.duplicates += 1
         else:
             resume.done.add(row["sha256"])
-            kept.append(raw)
+            kept.append(line)
     resume.kept = len(kept)
     for old, lines in stale.items():
         archive = paths.archive(re.sub(r"[^0-9a-f]", "", old)[:16] or "unknown")
-        previous = archive.read_bytes().split(b"\n") if archive.exists() else []
-        merged = {}
-        for raw in previous:
-            try:
-                merged[json.loads(raw)["sha256"]] = raw
-            except (ValueError, KeyError, TypeError):  # a blank or cut line of an old run
-                continue
-        merged.update({json.loads(r)["sha256"]: r for r in lines})
-        write_atomic(archive, b"".join(r + b"\n" for r in merged.values()))
+        previous = parse_jsonl(archive.read_bytes()) if archive.exists() else []
+        merged = {line.value["sha256"]: line for line in [*previous, *lines]
+                  if line.row is not None and isinstance(line.row.get("sha256"), str)}
+        rewrite_jsonl(archive, merged.values())
         resume.moved[str(archive)] = len(lines)
-    clean = b"".join(raw + b"\n" for raw in kept)
+    clean = encode_jsonl(kept)
     if clean != data:
-        write_atomic(paths.out, clean)
+        rewrite_jsonl(paths.out, kept)
     return resume
-
-
-class Appender:
-    """Append JSON lines durably: one write, flush and fsync per line."""
-
-    def __init__(self, path: Path, *, truncate: bool = False) -> None:
-        created = truncate or not path.exists()
-        self.handle = path.open("wb" if truncate else "ab")
-        if created:
-            fsync_folder(path.parent)  # the file's name must survive a crash too
-        self.lines = 0
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.handle.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.lines += 1
-
-    def close(self) -> None:
-        self.handle.close()
 
 
 @contextmanager

@@ -8,12 +8,10 @@ from typing import Any
 
 from extraction.documents import chunking
 from extraction.documents import loading as documents
+from extraction.documents.folders import INDEX_FOLDER, walk_folder
 from extraction.retrieval.embeddings import Embedder
 from extraction.errors import DocumentError, IndexStoreError
 from extraction.retrieval.index import HnswIndex
-
-INDEX_FOLDER = ".matextract-index"  # where 'matextract index build FOLDER' writes by default
-SKIP_DIRS = {INDEX_FOLDER, ".git", "__pycache__"}
 
 
 def find_index(path: Path) -> Path | None:
@@ -23,19 +21,6 @@ def find_index(path: Path) -> Path | None:
         if (candidate / "index.json").exists():
             return candidate
     return None
-
-
-def iter_files(folder: Path) -> list[Path]:
-    """Supported files under ``folder``, sorted, without following symlinked folders."""
-    if not folder.is_dir():
-        raise DocumentError(folder, "is not a folder", hint="pass a folder of documents")
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if any(part in SKIP_DIRS for part in path.relative_to(folder).parts):
-            continue
-        if path.is_file() and path.suffix.lower() in documents.SUPPORTED_SUFFIXES:
-            found.append(path)
-    return found
 
 
 def open_or_create(index_dir: Path, embedder: Embedder, **params: Any) -> HnswIndex:
@@ -51,12 +36,16 @@ def build_folder_index(folder: Path, *, index_dir: Path, embedding_model: str = 
                        ef_construction: int = 200,
                        report: Callable[[str], None] = print) -> dict[str, Any]:
     """Index every readable document; unreadable ones are reported and skipped."""
+    walk = walk_folder(folder)  # a missing folder fails before the embedder loads
     embedder = Embedder(embedding_model)
     index = open_or_create(index_dir, embedder, M=M, ef_construction=ef_construction)
     added = skipped = failed = 0
-    for path in iter_files(folder):
+    for problem in walk.failures:  # unreadable links, loops, folders it may not list
+        report(f"skipped: {problem['file']}: {problem['reason']}")
+        failed += 1
+    for _, display in walk.files:
         try:
-            docs = documents.load(path)
+            docs = documents.load(Path(display))
         except DocumentError as exc:
             report(f"skipped: {exc.message}")
             failed += 1

@@ -25,20 +25,6 @@ COLUMNS = (
 _INT_COLUMNS = {"record", "evidence_count", "evidence_start", "evidence_end", "evidence_page"}
 
 
-def read_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """The complete JSON lines of an output file (a torn last line is skipped)."""
-    with path.open("rb") as handle:
-        for raw in handle:
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                yield row
-
-
 def flat_rows(lines: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """One row per extracted value; a document without any value still gets one row."""
     for line in lines:
