@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from app.web import export
-from app.web import highlight
-from app.web import review
 from app.cli.serve import streamlit_command
+from app.web import export, highlight, review
 from app.web.state import DocumentResult, Job, table_rows
 from extraction.errors import ConfigError
 from extraction.schemas import builtin_names, get_schema
-from extraction.types import Document
+from extraction.types import Document, Evidence, FieldPath, Span
 
 # --- highlight -------------------------------------------------------------------------------
 
@@ -28,12 +26,16 @@ def _spans(text: str, value: str) -> list[dict]:
             for m in re.finditer(re.escape(value), text)]
 
 
+def _evidence(key: str, value: str, spans: list[dict]) -> Evidence:
+    return Evidence(FieldPath.parse(key), value, tuple(Span.from_dict(s) for s in spans))
+
+
 def test_text_and_values_are_escaped():
     text = "ZnO <script>alert(1)</script> & Al<sub>"
-    evidence = {"records[0].hosts[0]": _spans(text, "ZnO"),
-                "records[0].dopants[0]": _spans(text, "Al<sub>")}
+    evidence = [_evidence("records[0].hosts[0]", "ZnO", _spans(text, "ZnO")),
+                _evidence("records[0].dopants[0]", "Al<sub>", _spans(text, "Al<sub>"))]
     out = highlight.render(text, highlight.marks_from_evidence(evidence),
-                           missing=[("records[0].hosts[1]", '"><img src=x>')])
+                           missing=[_evidence("records[0].hosts[1]", '"><img src=x>', [])])
     assert "<script>" not in out and "&lt;script&gt;" in out and "&amp;" in out
     assert "<img" not in out and "&lt;img src=x&gt;" in out
     assert ">Al&lt;sub&gt;</mark>" in out
@@ -41,8 +43,9 @@ def test_text_and_values_are_escaped():
 
 def test_overlapping_spans_are_cut_into_flat_segments():
     text = "ZnO films doped with Al"
-    evidence = {"records[0].hosts[0]": [{"start": 0, "end": 9, "text": "ZnO films"}],
-                "records[1].hosts[0]": [{"start": 0, "end": 3, "text": "ZnO"}]}
+    evidence = [_evidence("records[0].hosts[0]", "ZnO films",
+                          [{"start": 0, "end": 9, "text": "ZnO films"}]),
+                _evidence("records[1].hosts[0]", "ZnO", [{"start": 0, "end": 3, "text": "ZnO"}])]
     out = highlight.render(text, highlight.marks_from_evidence(evidence), focus=0)
     body = out.split('data-testid="mx-document">')[1]
     assert "<mark" not in re.sub(r"<mark[^>]*>[^<]*</mark>", "", body)  # no nesting
@@ -58,12 +61,12 @@ def test_overlapping_spans_are_cut_into_flat_segments():
 def test_pages_are_marked_and_paths_parsed():
     text = "page one\n\npage two ZnO"
     document = Document(text, "x.pdf", "0", pages=((0, 8), (10, len(text))))
-    marks = highlight.marks_from_evidence({"records[2].materials[1].formula":
-                                           _spans(text, "ZnO")})
+    marks = highlight.marks_from_evidence([_evidence("records[2].materials[1].formula", "ZnO",
+                                                     _spans(text, "ZnO"))])
     out = highlight.render(text, marks, pages=document.pages)
     assert out.index('<span class="mx-page">page 2</span>') < out.index("page two")
     assert marks[0].record == 2 and marks[0].field == "formula"
-    assert highlight.field_of("records[0].hosts[3]") == "hosts"
+    assert FieldPath.parse("records[0].hosts[3]").field == "hosts"
 
 
 # --- review: editors and validation --------------------------------------------------------
@@ -124,10 +127,10 @@ def test_user_schema_fields_get_matching_editors(tmp_path):
 
 def test_edited_values_are_grounded_again():
     document = Document.from_text("Er3+ doped NaYF4 nanocrystals")
-    evidence, ungrounded = review.ground(document, {"hosts": ["NaYF4", "Y2O3"],
-                                                    "dopants": ["Er3+"]}, 1)
-    assert evidence["records[1].hosts[0]"][0]["start"] == 11
-    assert ungrounded == ["records[1].hosts[1]"]
+    evidence = review.ground(document, {"hosts": ["NaYF4", "Y2O3"], "dopants": ["Er3+"]}, 1)
+    assert [(str(e.where), e.value, [s.start for s in e.spans]) for e in evidence] == [
+        ("records[1].hosts[0]", "NaYF4", [11]), ("records[1].hosts[1]", "Y2O3", []),
+        ("records[1].dopants[0]", "Er3+", [0])]
 
 
 # --- state: results and jobs ---------------------------------------------------------------
@@ -135,7 +138,8 @@ def test_edited_values_are_grounded_again():
 def _extraction(text: str, records: list[dict], windows: list[tuple[int, int]]) -> dict:
     trace = [{"window": {"start": s, "end": e}, "best_attempt": 1,
               "attempts": [{"number": 1, "record": r}]} for (s, e), r in zip(windows, records)]
-    return {"records": records, "evidence": {}, "ungrounded": [], "trace": trace,
+    return {"source": "a.txt", "sha256": "0" * 64, "records": records, "evidence": {},
+            "ungrounded": [], "trace": trace,
             "schema": {"name": "doping", "version": "1"}, "model": {"name": "tiny"},
             "timings": {}, "errors": []}
 
@@ -152,15 +156,22 @@ def _result(text: str = "Al doped ZnO. Mn doped TiO2.") -> DocumentResult:
 
 def test_replacing_a_record_replaces_only_its_evidence():
     result = _result()
-    result.replace_record(0, {"hosts": ["ZnO"], "dopants": [], "links": []},
-                          {"records[0].hosts[0]": _spans(result.document.text, "ZnO")},
-                          ["records[0].hosts[1]"])
+    assert [str(e.where) for e in result.evidence] == [
+        "records[0].hosts[0]", "records[0].dopants[0]", "records[1].hosts[0]",
+        "records[1].dopants[0]"]
+    result.replace_record(0, {"hosts": ["ZnO", "MgO"], "dopants": [], "links": []},
+                          [_evidence("records[0].hosts[0]", "ZnO",
+                                     _spans(result.document.text, "ZnO")),
+                           _evidence("records[0].hosts[1]", "MgO", [])])
     assert result.reviews[0].edited and not result.reviews[1].edited
-    assert set(result.evidence) == {"records[0].hosts[0]", "records[1].hosts[0]"}
-    assert result.ungrounded == ["records[0].hosts[1]"]
+    assert [(str(e.where), e.grounded) for e in result.evidence] == [
+        ("records[0].hosts[0]", True), ("records[0].hosts[1]", False),
+        ("records[1].hosts[0]", True), ("records[1].dopants[0]", False)]
+    assert [str(e.where) for e in result.original_evidence_of(0)] == [
+        "records[0].hosts[0]", "records[0].dopants[0]"]
     assert result.record_windows() == [(0, 13), (14, 28)]
     rows = table_rows([result])
-    assert [(r["record"], r["grounded"]) for r in rows] == [(1, "1/2"), (2, "1/1")]
+    assert [(r["record"], r["grounded"]) for r in rows] == [(1, "1/2"), (2, "1/2")]
 
 
 def test_jobs_hand_out_each_document_once_and_cancel_after_the_current_one():
@@ -188,7 +199,8 @@ def test_exports_hold_only_accepted_records():
     result.reviews[0].status = "rejected"
     items = export.accepted_items([result])
     assert [i["record"]["hosts"] for i in items] == [["TiO2"]]
-    assert items[0]["evidence"] == {"hosts[0]": result.evidence["records[1].hosts[0]"]}
+    assert items[0]["evidence"] == {"hosts[0]": _spans(result.document.text, "TiO2")}
+    assert items[0]["ungrounded"] == ["dopants[0]"]
     assert json.loads(export.to_json(items)) == [json.loads(export.to_jsonl(items))]
     assert export.to_csv(items).splitlines() == ["source,record_index,edited,hosts,dopants,links",
                                                  "a.txt,1,False,TiO2,Mn,"]
