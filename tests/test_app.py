@@ -15,7 +15,7 @@ pytest.importorskip("streamlit")
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app import limits  # noqa: E402
+from app.web import limits  # noqa: E402
 
 APP = Path(__file__).resolve().parents[1] / "app" / "web" / "streamlit_app.py"
 TEXT = "Mn-doped ZnO films were grown by sputtering. Al doped ZnO was compared."

@@ -33,6 +33,7 @@ def _same(row: dict) -> tuple:
             row["fingerprint"], row["schema"], row["model"])
 
 
+@pytest.mark.slow  # starts a local Ray cluster
 def test_ray_engine_gives_the_local_engine_records_and_resumes_the_same_way(
         local_ray, tiny_model_dirs, tmp_path):
     model_dir = tiny_model_dirs["llama"]

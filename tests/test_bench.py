@@ -7,7 +7,8 @@ import json
 import pytest
 
 from bench import machine
-from bench.extraction_speed import SETTINGS, first_json_object
+from bench.answers import first_json_object
+from bench.extraction_speed import SETTINGS
 from extraction import models
 from tests.test_cli import matextract
 

@@ -1,4 +1,9 @@
-"""The command line: bad input gives one clear error, a non-zero exit and no output file."""
+"""The command line: bad input gives one clear error, a non-zero exit and no output file.
+
+Commands run in this process through ``run_app`` (the wrapper ``matextract`` itself uses,
+which turns our errors into ``error: ...`` and exit code 2); one test runs the installed
+``matextract`` entry point in a real process.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,46 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from app.cli.main import app
+from app.cli.running import run_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def matextract(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python -m app ARGS...`` in a new process (tests/test_bench.py uses it too)."""
     return subprocess.run([sys.executable, "-m", "app", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``matextract ARGS...`` in this process, as the entry point would."""
+    def run(*args: str) -> Ran:
+        capsys.readouterr()  # drop anything printed before
+        monkeypatch.setattr(sys, "argv", ["matextract", *args])
+        try:
+            run_app(app)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
 
 
 def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
@@ -37,61 +71,80 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
                              str(tmp / "bad_schema.json")], "not valid JSON"),
         "schema not an object": (["extract", str(tmp / "ok.txt"), "--schema",
                                   str(tmp / "array_schema.json")], "object schema"),
-        "unknown schema": (["extract", str(tmp / "ok.txt"), "--schema", "alloys"], "unknown schema"),
-        "unknown model": (["extract", str(tmp / "ok.txt"), "--model", "gpt-9"], "unknown model"),
+        "unknown schema": (["extract", str(tmp / "ok.txt"), "--schema", "alloys"],
+                           "unknown schema"),
+        "unknown model": (["extract", str(tmp / "ok.txt"), "--model", "gpt-9"],
+                          "unknown model"),
     }
 
 
 BAD_CASES = ["empty file", "binary junk", "corrupt pdf", "unknown extension", "missing path",
              "bad schema file", "schema not an object", "unknown schema", "unknown model"]
+NAMES_THE_FILE = BAD_CASES[:5]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input_gives_one_clear_error_and_no_output(case, tmp_path):
+def test_bad_input_gives_one_clear_error_and_no_output(case, tmp_path, cli):
     args, expected = _bad_inputs(tmp_path)[case]
     out = tmp_path / "out.jsonl"
-    result = matextract(*args, "--out", str(out))
+    result = cli(*args, "--out", str(out))
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and expected in result.stderr
-    assert "Traceback" not in result.stderr
-    if case not in ("bad schema file", "schema not an object", "unknown schema",
-                    "unknown model"):
-        assert Path(args[1]).name in result.stderr.splitlines()[0]  # names the file
+    hints = result.stderr.splitlines()[1:]  # the error's hint, if it has one
+    assert len(hints) <= 1 and all(line.startswith("  hint: ") for line in hints)
+    if case in NAMES_THE_FILE:
+        assert result.stderr.startswith(f"error: {args[1]}")  # "error: <file>: <problem>"
     assert not out.exists() and result.stdout == ""
 
 
-def test_unreadable_file_is_reported(tmp_path):
+def test_the_installed_entry_point_reports_bad_input_as_one_error(tmp_path):
+    """A real process through the console script: exit code and stderr as a user sees them."""
+    entry = Path(sys.executable).with_name("matextract")
+    assert entry.exists(), "pip install -e . installs the matextract command"
+    (tmp_path / "empty.txt").write_text("")
+    result = subprocess.run([str(entry), "extract", str(tmp_path / "empty.txt")],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "MATEXTRACT_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {tmp_path / 'empty.txt'}: ")
+    first, *hints = result.stderr.splitlines()
+    assert "empty" in first and all(line.startswith("  hint: ") for line in hints)
+    assert result.stdout == ""
+
+
+def test_unreadable_file_is_reported(tmp_path, cli):
     if os.geteuid() == 0:
         pytest.skip("root reads files whatever their mode")
     path = tmp_path / "locked.txt"
     path.write_text("text")
     path.chmod(0)
-    result = matextract("extract", str(path))
+    result = cli("extract", str(path))
     assert result.returncode == 2 and "locked.txt" in result.stderr
 
 
-def test_schemas_and_models_list():
-    schemas = matextract("schemas")
+def test_schemas_and_models_list(cli):
+    schemas = cli("schemas")
     assert schemas.returncode == 0
     for name in ("doping", "general", "mof"):
         assert f"{name} (v1)" in schemas.stdout
-    listed = matextract("models", "list")
+    listed = cli("models", "list")
     assert listed.returncode == 0 and "smollm2-135m" in listed.stdout
 
 
-def test_index_build_is_incremental_and_queryable(tmp_path):
+@pytest.mark.slow  # embeds with the shipped MiniLM model
+def test_index_build_is_incremental_and_queryable(tmp_path, cli):
     papers = tmp_path / "papers"
     papers.mkdir()
     (papers / "a.txt").write_text("ZIF-8 is a zeolitic imidazolate framework that adsorbs CO2.")
     (papers / "b.md").write_text("# Doping\nMn-doped ZnO thin films were grown by PLD.")
     (papers / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
-    first = matextract("index", "build", str(papers))
+    first = cli("index", "build", str(papers))
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["documents_added"] == 2 and summary["files_failed"] == 1
     assert "broken.pdf" in first.stderr
-    again = json.loads(matextract("index", "build", str(papers)).stdout)
+    again = json.loads(cli("index", "build", str(papers)).stdout)
     assert again["documents_added"] == 0 and again["documents_already_indexed"] == 2
-    hits = json.loads(matextract("index", "query", str(papers), "metal-organic framework "
-                                 "for carbon dioxide", "--k", "1").stdout)
+    hits = json.loads(cli("index", "query", str(papers), "metal-organic framework for "
+                          "carbon dioxide", "--k", "1").stdout)
     assert hits[0]["source"].endswith("a.txt")

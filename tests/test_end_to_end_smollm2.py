@@ -31,13 +31,13 @@ def test_smollm2_extracts_validated_records_with_correct_evidence(extractor):
     assert record.hosts and record.dopants, result.trace
     values = list(string_leaves(result.records[0]))
     assert values
-    for path, value in values:
-        spans = result.evidence[f"records[0].{path}"]
-        assert spans, path
-        for span in spans:
-            assert document.text[span["start"]:span["end"]] == span["text"]
-            assert span["text"] == value or span["match"] == "normalised"
-            assert span["page"] == 1 and value in span["sentence"]
+    assert [(e.where.path, e.value) for e in result.evidence] == values
+    for item in result.evidence:
+        assert item.spans, item.where
+        for span in item.spans:
+            assert document.text[span.start:span.end] == span.text
+            assert span.text == item.value or span.match == "normalised"
+            assert span.page == 1 and span.text in span.sentence
     assert result.ungrounded == []
 
 
@@ -53,7 +53,7 @@ def test_smollm2_on_a_multi_page_pdf_reports_pages(extractor, tmp_path):
     pdf.output(str(path))
     document = documents.load(path)[0]
     result = extractor.extract(document)
-    pages = {span["page"] for spans in result.evidence.values() for span in spans}
+    pages = {span.page for item in result.evidence for span in item.spans}
     assert pages == {2}, result.evidence
 
 

@@ -58,7 +58,7 @@ def test_resume_after_interrupt_equals_an_uninterrupted_run(tiny_model_dirs, tmp
     assert resumed["complete"] and resumed["steps"] == whole["steps"]
     a = load_file(tmp_path / "whole" / "adapter_model.safetensors")
     b = load_file(tmp_path / "resumed" / "adapter_model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["history"]["train"] == whole["history"]["train"]
 
 
@@ -68,7 +68,7 @@ def test_same_seed_same_adapter(tiny_model_dirs, tmp_path):
     train(config, tmp_path / "two")
     a = load_file(tmp_path / "one" / "adapter_model.safetensors")
     b = load_file(tmp_path / "two" / "adapter_model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     card = json.loads((tmp_path / "one" / CARD_FILE).read_text())
     assert card["config"]["seed"] == 3 and card["inference"]["few_shot"] == 0
 
@@ -80,6 +80,7 @@ def test_training_prompt_equals_the_inference_prompt(tiny_model_dirs):
     _, positives, _ = training_split("doping")
     by_id = {item.id: item for item in positives}
     spec = get_schema("doping")
+    assert len(pairs) == 5
     for pair in pairs:
         item = by_id[pair.id]
         inference_prompt = prompting.render(

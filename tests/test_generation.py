@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import pytest
+import torch
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from extraction import prompting
 from extraction.decoding import batched as decoding
@@ -13,13 +17,55 @@ from extraction.errors import GenerationError
 from extraction.schemas import get_schema
 
 
+@contextlib.contextmanager
+def _boosted(model: torch.nn.Module, token_ids: list[int]) -> Iterator[None]:
+    """The model with these tokens' logits raised far above the rest, while inside."""
+    def hook(module, args, out):
+        out.logits[..., token_ids] += 1000.0
+        return out
+
+    handle = model.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+CLOSING_BUG = ("library bug: the closing reserve counts the skeleton's canonical tokens, but "
+               "in closing mode forced keys are spelled with the model's own choice of "
+               "tokens, which can be one byte each (see the byte-by-byte test below)")
+
+
 @pytest.mark.parametrize("budget", [64, 100, 160])
-def test_closing_mode_finishes_valid_json_inside_a_small_budget(tiny_model, budget):
+def test_closing_mode_finishes_valid_json_inside_a_small_budget(tiny_model, budget, request):
+    if (tiny_model.model.config.model_type, budget) == ("opt", 100):  # runs out 1 token short
+        request.applymarker(pytest.mark.xfail(strict=True, reason=CLOSING_BUG))
     spec = get_schema("general")  # the largest schema: random weights would run far past 64
     constraint = generation.JsonConstraint(tiny_model, spec.json_schema())
     prompt = prompting.render(tiny_model.tokenizer,
                               prompting.build_messages(spec, "TiO2 anatase films."))
     out = generation.generate(tiny_model, prompt, constraint=constraint, max_new_tokens=budget)
+    assert out.finish_reason == "complete" and len(out.token_ids) <= budget
+    spec.model.model_validate(json.loads(out.text))
+
+
+@pytest.mark.xfail(strict=True, reason=CLOSING_BUG)
+@pytest.mark.parametrize("schema", ["general", "mof"])
+def test_closing_mode_finishes_even_when_keys_are_spelled_byte_by_byte(tiny_model, schema):
+    """The worst case for the reserve: a model that spells everything one byte at a time,
+    opens every object it may ("{") and never closes anything itself ("]", "}")."""
+    spec = get_schema(schema)
+    constraint = generation.JsonConstraint(tiny_model, spec.json_schema())
+    prompt = prompting.render(tiny_model.tokenizer,
+                              prompting.build_messages(spec, "TiO2 anatase films."))
+    spelled = bytes_to_unicode()
+    single_bytes = tiny_model.tokenizer.convert_tokens_to_ids(
+        [spelled[b] for b in range(256) if chr(b) not in "]}"])
+    budget = 2 * constraint.reserve
+    with _boosted(tiny_model.model, single_bytes), \
+            _boosted(tiny_model.model, tiny_model.tokenizer.convert_tokens_to_ids(["{"])):
+        out = generation.generate(tiny_model, prompt, constraint=constraint,
+                                  max_new_tokens=budget)
     assert out.finish_reason == "complete" and len(out.token_ids) <= budget
     spec.model.model_validate(json.loads(out.text))
 
@@ -51,8 +97,38 @@ def test_json_end_scanner(pieces, ends_at):
     assert ended.index(True) == ends_at
 
 
-def test_choose_returns_one_of_the_options(tiny_model):
-    assert generation.choose(tiny_model, "Is it? Reply yes or no.", ["yes", "no"]) in ("yes", "no")
+CHOICES = [("Is it? Reply yes or no.", ["yes", "no"]),
+           ("TiO2 films were annealed at 500 C. The phase is", ["anatase", "rutile", "brookite"])]
+
+
+@pytest.mark.parametrize("prompt, options", CHOICES)
+def test_choose_returns_the_option_with_the_highest_first_token_log_probability(
+        tiny_model, prompt, options):
+    """The reference: a plain full-sequence forward pass, each option's first token spelled
+    as is, capitalised, and after a space."""
+    tokenizer = tiny_model.tokenizer
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        log_probs = torch.log_softmax(tiny_model.model(input_ids=ids).logits[0, -1], dim=-1)
+
+    def best_first_token(option: str) -> float:
+        variants = (option, option.capitalize(), " " + option, " " + option.capitalize())
+        return max(float(log_probs[tokenizer.encode(v, add_special_tokens=False)[0]])
+                   for v in variants)
+
+    scores = {option: best_first_token(option) for option in options}
+    assert len(set(scores.values())) == len(options)  # no tie: one right answer
+    expected = max(scores, key=scores.__getitem__)
+    assert generation.choose(tiny_model, prompt, options) == expected
+    assert generation.choose(tiny_model, prompt, options[::-1]) == expected
+
+
+@pytest.mark.parametrize("spelling, expected", [("no", "no"), (" No", "no"), ("Yes", "yes"),
+                                                (" yes", "yes")])
+def test_choose_counts_every_spelling_of_an_option(tiny_model, spelling, expected):
+    token = tiny_model.tokenizer.encode(spelling, add_special_tokens=False)[0]
+    with _boosted(tiny_model.model, [token]):
+        assert generation.choose(tiny_model, "Is it? Reply yes or no.", ["yes", "no"]) == expected
 
 
 @pytest.mark.parametrize("schema", ["doping", "mof"])
@@ -137,12 +213,16 @@ def test_batched_generation_matches_one_at_a_time(tiny_model, constrained):
 
 def test_grammar_rejects_surrogate_code_points(tiny_model):
     """Byte-level vocabularies can spell U+D984 (ED A6 84), which is not UTF-8: it decodes to
-    three replacement characters and broke a 48-character bound found by a random model."""
+    three replacement characters and broke a 48-character bound found by a random model.
+    After ED, the grammar must refuse A0-BF (a surrogate) and accept 80-9F (U+D000-U+D7FF)."""
     spec = get_schema("doping")
     constraint = generation.JsonConstraint(tiny_model, spec.json_schema())
-    matcher = constraint.matcher()
-    assert matcher.accept_string('{"hosts":["x')
-    tokenizer = tiny_model.tokenizer
-    first, second = tokenizer.convert_tokens_to_ids(["Ġí", "¦Ĥ"])
-    assert matcher.accept_token(first)  # " " + the surrogate's first byte: still a prefix
-    assert not matcher.accept_token(second)  # the bytes that complete the surrogate
+    spelled = bytes_to_unicode()  # how a byte-level vocabulary writes each byte
+    byte_token = dict(zip(range(256), tiny_model.tokenizer.convert_tokens_to_ids(
+        [spelled[b] for b in range(256)])))
+    assert len(set(byte_token.values())) == 256  # every byte is a token of its own
+    for third, allowed in [(0x9F, True), (0xA6, False)]:
+        matcher = constraint.matcher()
+        assert matcher.accept_string('{"hosts":["x')
+        assert matcher.accept_token(byte_token[0x20]) and matcher.accept_token(byte_token[0xED])
+        assert matcher.accept_token(byte_token[third]) is allowed

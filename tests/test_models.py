@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from extraction import models
 from extraction.errors import ConfigError, ModelNotFoundError
+from extraction.models.registry import PREPARED_MARKER
 
 
 def test_unknown_model_lists_the_known_ones():
@@ -54,11 +57,11 @@ def test_unknown_precision_is_refused(precision, tiny_model_dirs):
         models.load(str(tiny_model_dirs["llama"]), precision=precision)
 
 
+@pytest.mark.slow  # prepares the shipped SmolLM2 (converts its GGUF the first time)
 def test_prepared_default_model_is_plain_safetensors(default_model_dir):
     assert (default_model_dir / "model.safetensors").exists()
-    assert (default_model_dir / models.PREPARED_MARKER).exists()
-    import json
-    marker = json.loads((default_model_dir / models.PREPARED_MARKER).read_text())
+    assert (default_model_dir / PREPARED_MARKER).exists()
+    marker = json.loads((default_model_dir / PREPARED_MARKER).read_text())
     assert marker["gguf_sha256"] == models.get_spec("smollm2-135m").gguf_sha256
 
 

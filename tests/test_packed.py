@@ -19,8 +19,8 @@ TEXTS = ["Mn-doped ZnO.", "Nothing here at all, just a longer sentence about fur
 
 
 @pytest.fixture(scope="module", params=sorted(packed.SUPPORTED_MODEL_TYPES))
-def tiny(request, default_model_dir, tmp_path_factory):
-    folder = tiny_model_folder(request.param, default_model_dir,
+def tiny(request, tiny_tokenizer_dir, tmp_path_factory):
+    folder = tiny_model_folder(request.param, tiny_tokenizer_dir,
                                tmp_path_factory.mktemp(f"packed-{request.param}"))
     return models.load(str(folder), device="cpu")
 

@@ -8,7 +8,8 @@ import pytest
 
 from extraction.pipeline import Extractor, ExtractorConfig
 from extraction.schemas import builtin_names, get_schema
-from extraction.types import Document
+from extraction.schemas.base import string_leaves
+from extraction.types import Document, FieldPath
 
 TEXTS = [
     "Er3+ doped SrLaMgTaO6 phosphors and N-doped ZnO films were prepared.",
@@ -73,16 +74,54 @@ def test_unconstrained_mode_reports_invalid_output_instead_of_crashing(tiny_mode
     assert result.records == [] and "no valid answer" in result.errors[0]
 
 
-def test_every_grounded_value_has_a_correct_span(tiny_model):
+def test_every_string_value_has_evidence_with_correct_spans(tiny_model):
     # Random weights invent strings; whatever the pipeline reports as evidence must be true.
     document = Document.from_text(TEXTS[1] * 2)
     extractor = Extractor(ExtractorConfig(schema_name="general", max_attempts=1),
                           loaded=tiny_model)
     result = extractor.extract(document)
-    for spans in result.evidence.values():
-        for span in spans:
-            assert document.text[span["start"]:span["end"]] == span["text"]
-    assert set(result.evidence).isdisjoint(result.ungrounded)
+    assert len(result.records) == 1  # constrained: always one valid record
+    assert [(e.where, e.value) for e in result.evidence] == \
+        [(FieldPath(0, path), value) for path, value in string_leaves(result.records[0])]
+    for item in result.evidence:
+        for span in item.spans:
+            assert document.text[span.start:span.end] == span.text
+    assert result.ungrounded == [e.where for e in result.evidence if not e.spans]
+
+
+GROUNDING_TEXT = ("Er\u00b3\u207a-doped SrLaMgTaO\u2086 phosphors and N\u2013doped  ZnO films "
+                  "were prepared. The ZnO films were annealed.")
+GROUNDING_ANSWER = {"hosts": ["SrLaMgTaO6", "ZnO", "TiO2"], "dopants": ["Er3+", "N"],
+                    "links": [{"host": "ZnO", "dopant": "N"}]}
+
+
+def test_evidence_spans_of_a_known_answer(tiny_model, monkeypatch):
+    """A scripted answer (random weights cannot answer on cue) with exact, normalised
+    (superscripts, subscripts) and invented values: each gets the spans where it stands."""
+    document = Document.from_text(GROUNDING_TEXT)
+    extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=1),
+                          loaded=tiny_model)
+    answer = json.dumps(GROUNDING_ANSWER, separators=(",", ":"))
+    monkeypatch.setattr(extractor, "_decode", lambda conversations, with_feedback:
+                        [(answer, {}) for _ in conversations])
+    result = extractor.extract(document)
+    assert result.records == [GROUNDING_ANSWER]
+    found = {item.where.path: [(s.text, s.match) for s in item.spans]
+             for item in result.evidence}
+    assert found == {
+        "hosts[0]": [("SrLaMgTaO\u2086", "normalised")],
+        "hosts[1]": [("ZnO", "exact")] * 2,
+        "hosts[2]": [],
+        "dopants[0]": [("Er\u00b3\u207a", "normalised")],
+        "dopants[1]": [("N", "exact")],
+        "links[0].host": [("ZnO", "exact")] * 2,
+        "links[0].dopant": [("N", "exact")],
+    }
+    for item in result.evidence:
+        for span in item.spans:
+            assert document.text[span.start:span.end] == span.text
+            assert span.page == 1 and span.text in span.sentence
+    assert result.ungrounded == [FieldPath(0, "hosts[2]")]
 
 
 def test_strict_grounding_drops_every_ungrounded_value(tiny_model):
@@ -92,6 +131,17 @@ def test_strict_grounding_drops_every_ungrounded_value(tiny_model):
     result = extractor.extract(document)
     assert result.ungrounded == []
     get_schema("doping").model.model_validate(result.records[0])
+
+
+def test_strict_grounding_drops_exactly_the_invented_value(tiny_model, monkeypatch):
+    extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=1,
+                                          strict_grounding=True), loaded=tiny_model)
+    answer = json.dumps(GROUNDING_ANSWER, separators=(",", ":"))
+    monkeypatch.setattr(extractor, "_decode", lambda conversations, with_feedback:
+                        [(answer, {}) for _ in conversations])
+    result = extractor.extract(Document.from_text(GROUNDING_TEXT))
+    assert result.records == [{**GROUNDING_ANSWER, "hosts": ["SrLaMgTaO6", "ZnO"]}]
+    assert result.ungrounded == [] and result.errors == []
 
 
 def test_documents_extracted_together_match_one_at_a_time(tiny_model):

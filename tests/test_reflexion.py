@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from extraction.checking.grounding import Grounder
 from extraction.pipeline import Extractor, ExtractorConfig
 from extraction.checking.reflexion import Attempt, Trial, run, run_many
@@ -25,7 +29,36 @@ def test_failed_attempt_is_retried_with_the_reflection_in_the_prompt(tiny_model)
     assert first["reflection"] in prompt_tail
     assert all(line in prompt_tail for line in first["signals"])
     assert first["generation"]["feedback_in_prompt"] is None
-    assert result.trace[0]["best_attempt"] in (1, 2)
+    best = result.trace[0]["attempts"][result.trace[0]["best_attempt"] - 1]
+    assert result.records == ([best["record"]] if best["record"] is not None else [])
+
+
+CLEAN = ('{"hosts":["SrLaMgTaO6"],"dopants":["Er3+"],'
+         '"links":[{"host":"SrLaMgTaO6","dopant":"Er3+"}]}')
+INVENTED = '{"hosts":["ZnO"],"dopants":["Er3+"],"links":[{"host":"ZnO","dopant":"Er3+"}]}'
+
+
+@pytest.mark.parametrize("first, second, best", [
+    (INVENTED, CLEAN, 2),  # the retry fixed the invented host
+    (INVENTED, '{"hosts": [', 1),  # the retry broke the JSON: the first answer stays
+    ('{"hosts":[],"dopants":[],"links":[]}', INVENTED, 1),  # inventions outweigh a gap
+])
+def test_extractor_reports_the_best_attempt_and_its_record(tiny_model, monkeypatch, first,
+                                                           second, best):
+    """Scripted answers (random weights cannot answer on cue); reflections are the model's."""
+    extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=2),
+                          loaded=tiny_model)
+
+    def scripted(conversations, with_feedback):
+        return [(second if feedback else first, {}) for feedback in with_feedback]
+
+    monkeypatch.setattr(extractor, "_decode", scripted)
+    result = extractor.extract(Document.from_text(TEXT))
+    trace = result.trace[0]
+    assert [a["raw"] for a in trace["attempts"]] == [first, second]
+    assert trace["best_attempt"] == best
+    expected = json.loads([first, second][best - 1])
+    assert result.records == [expected] and result.errors == []
 
 
 def test_loop_stops_when_the_first_answer_is_clean():

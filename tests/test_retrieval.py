@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from extraction.retrieval import windows as retrieval
 from extraction.retrieval.embeddings import Embedder
 from extraction.retrieval.index import HnswIndex
@@ -19,6 +21,7 @@ def long_document() -> Document:
     return Document.from_text(FILLER + KEY + " " + FILLER)
 
 
+@pytest.mark.slow  # embeds with the shipped MiniLM model
 def test_select_finds_the_relevant_chunk():
     document = long_document()
     windows = retrieval.select(document, get_schema("doping"), embedder=Embedder(), top_k=1)
@@ -32,6 +35,7 @@ def test_merge_joins_overlapping_spans_in_order():
     assert [(w.start, w.end, w.score) for w in windows] == [(0, 10, 0.9), (50, 80, 0.5)]
 
 
+@pytest.mark.slow  # MiniLM embeds the long document's chunks
 def test_extractor_uses_retrieval_only_for_long_documents(tiny_model):
     extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=1, top_k=2,
                                           short_document_chars=2000), loaded=tiny_model)
@@ -44,6 +48,7 @@ def test_extractor_uses_retrieval_only_for_long_documents(tiny_model):
     assert sum(w["end"] - w["start"] for w in windows) < len(document.text)
 
 
+@pytest.mark.slow  # MiniLM embeds for the index
 def test_extractor_reads_and_extends_a_persisted_index(tmp_path, tiny_model):
     papers = tmp_path / "papers"
     papers.mkdir()

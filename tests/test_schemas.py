@@ -27,8 +27,9 @@ def _strings_and_arrays(node):
 @pytest.mark.parametrize("name", builtin_names())
 def test_builtin_schema_is_bounded_and_examples_validate(name):
     spec = get_schema(name)
-    schema = spec.json_schema()
-    for node in _strings_and_arrays(schema):
+    nodes = list(_strings_and_arrays(spec.json_schema()))
+    assert {node["type"] for node in nodes} == {"string", "array"}
+    for node in nodes:
         if node["type"] == "string":
             assert re.fullmatch(r'\^\[\^"\\\\\\x00-\\x1f\\ud800-\\udfff\]\{\d+,\d+\}\$',
                                 node["pattern"])

@@ -54,7 +54,7 @@ def test_scores_are_descending_cosine_similarities(store, minilm):
     q, d = minilm.embed(["band gap of TiO2", pairs[0][0].page_content])
     assert scores[0] == pytest.approx(float(q @ d), abs=1e-5)
     relevance = store.similarity_search_with_relevance_scores("band gap of TiO2", k=10)
-    assert all(0 <= s <= 1 for _, s in relevance)
+    assert len(relevance) == len(TEXTS) and all(0 <= s <= 1 for _, s in relevance)
 
 
 @pytest.mark.slow
