@@ -41,6 +41,8 @@ def _results(folder: Path) -> list[Path]:
 def test_grid_writes_one_line_per_example_and_the_config(grid_dir):
     files = _results(grid_dir)
     assert len(files) == 2
+    assert sorted(json.loads(p.with_name(p.name[:-6] + ".config.json").read_text())
+                  ["options"]["max_attempts"] for p in files) == [1, 2]
     for path in files:
         rows, bad = read_jsonl(path, required=RESULT_KEYS)
         assert bad == 0 and len(rows) == 3
@@ -54,7 +56,9 @@ def test_grid_writes_one_line_per_example_and_the_config(grid_dir):
             assert set(row["normalised"]["links"]) == {"host-dopant"}
         meta = json.loads(path.with_name(path.name[:-6] + ".config.json").read_text())
         assert meta["task"] == "doping" and meta["config"]["reflect_with_model"] is False
-        assert meta["options"]["max_attempts"] in (1, 2) and meta["model"]["parameters"] > 0
+        attempts = meta["options"]["max_attempts"]
+        assert f"max_attempts={attempts}" in path.name and meta["model"]["parameters"] > 0
+        assert all(row["attempts"] <= attempts for row in rows)
         assert meta["few_shot_origins"][0].startswith("nerre-doping-train:")
         assert path.name.startswith("doping_tiny-llama")
 

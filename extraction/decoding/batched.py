@@ -140,9 +140,20 @@ class BatchDecoder:
         row.grammar_seconds += time.perf_counter() - started
         if self.max_new_tokens - len(row.generated) <= self.constraint.reserve:
             closer = pick_closer(logits, self.constraint.closers)
+            if closer is None:  # text the grammar forces, in as few tokens as the reserve
+                closer = self._forced_start(row, logits)
             if closer is not None:
                 return closer
         return int(torch.argmax(logits))
+
+    def _forced_start(self, row: Row, logits: torch.Tensor) -> int | None:
+        """The first token of the forced text as the tokenizer spells it (the reserve counts
+        tokens of that spelling; a model left to choose may spell it byte by byte)."""
+        text = row.matcher.find_jump_forward_string()
+        if not text:
+            return None
+        first = self.loaded.tokenizer.encode(text, add_special_tokens=False)[:1]
+        return first[0] if first and torch.isfinite(logits[first[0]]) else None
 
     def _take(self, row: Row, token: int) -> None:
         """Append the chosen token and decide whether the row is finished."""
