@@ -1,8 +1,10 @@
 """Evaluation tasks: examples with gold in OUR record format, plus few-shot examples from the
 task's own training data, and the converters to and from the strict scorers' shapes.
 
-Task names: ``doping`` (the 77 scored test sentences), ``general:K`` / ``mof:K`` (fold K's
-validation abstracts), ``jsonl:PATH`` (any annotated set, format in eval/README.md).
+Task names: ``doping`` (the 77 scored test sentences), ``doping-abstracts`` (the 31 test
+abstracts those sentences come from, whole), ``general:K`` / ``mof:K`` (fold K's validation
+abstracts), ``jsonl:PATH`` (any annotated set, format in eval/README.md), ``heldout:ADAPTER``
+and ``heldout-abstracts:ADAPTER`` (training texts the adapter held out, for choosing options).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from extraction.datasets.annotated import TaskError, read_annotated_jsonl
 from extraction.datasets.nerre_format import ENTRY_SCHEMAS, DopingRecord
 from extraction.datasets.conversion import (ENTRY_LAYOUT, doping_to_ours, doping_to_strict,
                                             entries_to_ours, merge_records, ours_to_entries,
-                                            to_strict)
+                                            to_strict, union_doping)
 from extraction.datasets.splits import training_split
 from extraction.models import adapter_card
 from extraction.schemas import get_schema
@@ -100,10 +102,15 @@ def score_prediction(task: Task, example: TaskExample,
 # --- built-in tasks ------------------------------------------------------------------------
 
 def load_task(name: str) -> Task:
-    """``doping`` | ``general:K`` | ``mof:K`` | ``jsonl:PATH`` | ``heldout:ADAPTER``."""
+    """``doping`` | ``doping-abstracts`` | ``general:K`` | ``mof:K`` | ``jsonl:PATH`` |
+    ``heldout:ADAPTER`` | ``heldout-abstracts:ADAPTER``."""
     kind, _, arg = name.partition(":")
     if kind == "doping" and not arg:
         return _doping_task(name)
+    if kind == "doping-abstracts" and not arg:
+        return _doping_abstracts_task(name, nerre_data.load_doping_abstracts_annotated("test"))
+    if kind == "heldout-abstracts" and arg:
+        return heldout_abstracts_task(name, arg)
     if kind in ENTRY_LAYOUT:
         if not arg.isdigit() or int(arg) >= nerre_data.N_FOLDS:
             raise TaskError(f"task {name!r} needs a fold number 0..{nerre_data.N_FOLDS - 1}",
@@ -136,10 +143,39 @@ def heldout_task(name: str, adapter: str) -> Task:
     return Task(name, schema, examples, _without_leaks(few_shot, examples), strict=scorer)
 
 
+def heldout_abstracts_task(name: str, adapter: str) -> Task:
+    """The training abstracts none of whose sentences an adapter trained on (all held out
+    for validation): abstract-level option choices without touching the test set."""
+    card = adapter_card(adapter)
+    if card.get("task") != "doping":
+        raise TaskError(f"adapter {adapter!r} was not trained on the doping task",
+                        hint="heldout-abstracts:ADAPTER needs a doping adapter")
+    held_out = set(card.get("data", {}).get("validation_documents") or [])
+    abstracts = [a for a in nerre_data.load_doping_abstracts_annotated("train")
+                 if a.sentences and a.doi in held_out]
+    if not abstracts:
+        raise TaskError(f"adapter {adapter!r} held out no whole training abstract (its "
+                        "held-out sentences are spread over abstracts it trained on)",
+                        hint="train with 'matextract finetune --holdout-by-document' to hold "
+                             "out whole abstracts")
+    return _doping_abstracts_task(name, abstracts)
+
+
+def _doping_abstracts_task(name: str, abstracts: Sequence[nerre_data.DopingAbstract]) -> Task:
+    """Whole abstracts; gold = the union of their scored sentences' graphs."""
+    examples = []
+    for abstract in abstracts:
+        gold = union_doping([s.gold for s in abstract.sentences])
+        examples.append(TaskExample(abstract.doi, abstract.text, doping_to_ours(gold), gold))
+    return Task(name, "doping", tuple(examples),
+                _without_leaks(get_schema("doping").examples, examples), strict="doping")
+
+
 def _without_leaks(few_shot: Sequence[Example], examples: Sequence[TaskExample]
                    ) -> tuple[Example, ...]:
-    scored = {e.text.strip() for e in examples}
-    return tuple(x for x in few_shot if x.text.strip() not in scored)
+    """Few-shot examples that are not (part of) a scored text."""
+    return tuple(x for x in few_shot
+                 if not any(x.text.strip() in e.text for e in examples))
 
 
 def _doping_task(name: str) -> Task:

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from extraction.models import AUTO_ADAPTER, DEFAULT_MODEL, adapter_choice, default_adapter
+from extraction.models import (AUTO_ADAPTER, DEFAULT_MODEL, adapter_card, adapter_choice,
+                               default_adapter)
 from extraction.settings import DEFAULT_BATCH_SIZE
 
 # Option groups, shown as panels in ``--help``.
@@ -72,6 +73,9 @@ class ExtractorConfig(BaseModel):
     reflect_with_model: bool = option(True, "the model writes the reflection before a retry")
     few_shot: int | None = option(None, "few-shot examples in the prompt (default: the "
                                   "adapter's training setting, else all)", ge=0)
+    unit: Literal["auto", "whole", "paragraph", "sentence"] = option(
+        "auto", "what the model reads at a time; records of a document's units are merged. "
+        "auto: the unit the adapter was trained on (its card), else whole")
     strict_grounding: bool = option(False, "drop values not found in the source")
     max_new_tokens: int = option(384, "token budget per answer", ge=64)
     retrieval: Literal["auto", "on", "off"] = option(
@@ -108,10 +112,12 @@ class ExtractorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _resolve_auto_adapter(self) -> ExtractorConfig:
-        """'auto' becomes a concrete adapter (or None) at once, so saved configs, fingerprints
-        and run ids name what was really used."""
+        """'auto' becomes a concrete adapter (or None) and unit at once, so saved configs,
+        fingerprints and run ids name what was really used."""
         if self.adapter == AUTO_ADAPTER:
             self.adapter = default_adapter(self.model, self.schema_name)
+        if self.unit == "auto":
+            self.unit = adapter_card(self.adapter).get("inference", {}).get("unit") or "whole"
         return self
 
     @classmethod

@@ -15,11 +15,13 @@ from typing import Any
 
 from extraction import prompting
 from extraction.documents import chunking
+from extraction.documents.units import split_units
 from extraction.decoding import generation
 from extraction.checking import reflexion
 from extraction.retrieval import windows as retrieval
 from extraction.checking.grounding import Grounder, drop_ungrounded
 from extraction.config import ExtractorConfig
+from extraction.merging import merge_records
 from extraction.models import LoadedModel, adapter_card, load
 from extraction.schemas import SchemaSpec, get_schema
 from extraction.schemas.base import Example, string_leaves
@@ -77,14 +79,16 @@ class Extractor:
             yield from self.extract_group(group)
 
     def extract_group(self, documents: Sequence[Document]) -> list[Extraction]:
-        """Extract several documents. Reflexion runs over all their windows in rounds: the
-        first answers, then the reflections and retries of those that need one, each
-        decoded ``batch_size`` at a time."""
+        """Extract several documents. Each is cut into units (windows of the configured
+        unit, within what retrieval chose for a long document); Reflexion runs over all
+        units of all documents in rounds: the first answers, then the reflections and
+        retries of those that need one, each decoded ``batch_size`` at a time. A document's
+        unit records are merged into one."""
         started = time.perf_counter()
         results, plans = [], []
         for document in documents:
             window_started = time.perf_counter()
-            windows = self._windows(document)
+            windows = split_units(self._windows(document), self.config.unit)
             results.append(Extraction(
                 source=document.source, sha256=document.sha256,
                 schema={"name": self.spec.name, "version": self.spec.version},
@@ -109,7 +113,8 @@ class Extractor:
 
     def _finish(self, document: Document, windows: list[retrieval.Window],
                 trials: list[reflexion.Trial], grounder: Grounder, result: Extraction) -> None:
-        """Records (best attempt per window), grounding and evidence."""
+        """The record (best attempt per unit, merged), grounding and evidence."""
+        records = []
         for window, trial in zip(windows, trials):
             best = trial.best()
             result.trace.append({"window": {"start": window.start, "end": window.end},
@@ -123,7 +128,8 @@ class Extractor:
                 continue
             if self.config.strict_grounding:
                 record = self._strict(record, grounder, result)
-            result.records.append(record)
+            records.append(record)
+        result.records = [merge_records(records)] if len(records) > 1 else records
         self._attach_evidence(document, grounder, result)
         result.timings["generation_s"] = round(sum(
             a["generation"].get("seconds", 0.0) for t in result.trace for a in t["attempts"]), 4)

@@ -62,6 +62,16 @@ class Chunk:
     index: int  # position of the chunk within its document
 
 
+@dataclass(frozen=True)
+class Window:
+    """A contiguous slice ``document.text[start:end]`` the model reads as one unit."""
+
+    start: int
+    end: int
+    text: str
+    score: float  # best retrieved-chunk similarity inside it (1.0 without retrieval)
+
+
 # --- results ---------------------------------------------------------------------------------
 
 _FIELD_KEY = re.compile(r"records\[(\d+)\]\.(.+)")

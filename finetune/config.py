@@ -32,6 +32,9 @@ class FinetuneConfig(BaseModel):
     negatives: float = Field(0.3, ge=0.0, description="sentences with nothing to extract, "
                                                       "as a share of the positive pairs")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="held out for validation loss")
+    holdout_by_document: bool = Field(False, description="hold out whole documents (all "
+                                      "sentences of an abstract), so that 'eval --task "
+                                      "heldout-abstracts:ADAPTER' has abstracts to score")
     seed: int = Field(0, description="seeds pair order, negatives, validation split and LoRA init")
     checkpoint_every: int = Field(10, ge=1, description="optimizer steps between checkpoints")
     eval_every: int = Field(20, ge=1, description="optimizer steps between validation losses")

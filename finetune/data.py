@@ -68,6 +68,25 @@ def build_pairs(tokenizer: Any, task: str, *, few_shot: int, negatives: float,
     return pairs, counts
 
 
-def split_validation(pairs: list[Pair], fraction: float) -> tuple[list[Pair], list[Pair]]:
+def document_of(pair_id: str) -> str:
+    """The document a training text comes from (sentence ids are ``DOI#N``)."""
+    return pair_id.split("#", 1)[0]
+
+
+def split_validation(pairs: list[Pair], fraction: float, *, by_document: bool = False
+                     ) -> tuple[list[Pair], list[Pair]]:
+    """(train, validation): the first ``fraction`` of the (shuffled) pairs, or of whole
+    documents in their order of first appearance when ``by_document``."""
     held_out = int(round(len(pairs) * fraction))
-    return pairs[held_out:], pairs[:held_out]
+    if not by_document:
+        return pairs[held_out:], pairs[:held_out]
+    sizes: dict[str, int] = {}
+    for pair in pairs:
+        sizes[document_of(pair.id)] = sizes.get(document_of(pair.id), 0) + 1
+    chosen: set[str] = set()
+    for document, size in sizes.items():
+        if sum(sizes[d] for d in chosen) >= held_out:
+            break
+        chosen.add(document)
+    return ([p for p in pairs if document_of(p.id) not in chosen],
+            [p for p in pairs if document_of(p.id) in chosen])

@@ -22,10 +22,11 @@ from typing import Any, Callable
 import torch
 
 from extraction.storage.fileio import write_atomic
+from extraction.datasets.splits import training_unit
 from extraction.storage.hashing import stable_hash
 from extraction.models import ADAPTER_CARD, choose_device, resolve_model_dir
 from finetune.config import FinetuneConfig
-from finetune.data import Pair, build_pairs, split_validation
+from finetune.data import Pair, build_pairs, document_of, split_validation
 from finetune.lora import attach_lora, trainable_share
 from finetune.report import readme, write_loss_curve
 
@@ -210,7 +211,8 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
     pairs, counts = build_pairs(tokenizer, config.task, few_shot=config.few_shot,
                                 negatives=config.negatives, max_length=config.max_length,
                                 seed=config.seed, limit=config.limit)
-    train_pairs, val_pairs = split_validation(pairs, config.val_fraction)
+    train_pairs, val_pairs = split_validation(pairs, config.val_fraction,
+                                              by_document=config.holdout_by_document)
     steps = batch_order(len(train_pairs), batch_size=config.batch_size, epochs=config.epochs,
                         seed=config.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
@@ -260,7 +262,10 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
         "complete": done, "steps": len(history.train), "total_steps": len(steps),
         "data": {**counts, "train_pairs": len(train_pairs), "validation_pairs": len(val_pairs),
                  # which training texts were held out: 'matextract eval --task heldout:ADAPTER'
-                 "validation_ids": [pair.id for pair in val_pairs]},
+                 "validation_ids": [pair.id for pair in val_pairs],
+                 # documents none of whose texts were trained on ('heldout-abstracts:ADAPTER')
+                 "validation_documents": sorted({document_of(p.id) for p in val_pairs})
+                 if config.holdout_by_document else []},
         "trainable_parameters": trainable, "all_parameters": total,
         "trainable_share": round(trainable / total, 5),
         "train_seconds": round(history.seconds, 1),
@@ -270,7 +275,8 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
         "final_validation_loss": history.validation[-1][1] if history.validation else None,
         "history": {"train": history.train, "validation": history.validation},
         "wall_seconds_this_run": round(time.perf_counter() - started, 1),
-        "inference": {"few_shot": config.few_shot},
+        # what inference must give this adapter: its prompt and the unit it was trained on
+        "inference": {"few_shot": config.few_shot, "unit": training_unit(config.task)},
     }
     if done:
         model.save_pretrained(out)  # standard peft layout: adapter_config.json + safetensors

@@ -40,7 +40,7 @@ def _schema_keys(spec) -> set[str]:
 @pytest.mark.parametrize("schema", builtin_names())
 def test_constrained_outputs_always_parse_and_validate(tiny_model, schema):
     spec = get_schema(schema)
-    extractor = Extractor(ExtractorConfig(schema_name=schema, max_attempts=1,
+    extractor = Extractor(ExtractorConfig(schema_name=schema, max_attempts=1, unit="whole",
                                           max_new_tokens=256), loaded=tiny_model)
     for text in TEXTS + [INJECTION]:
         result = extractor.extract(Document.from_text(text))
@@ -176,3 +176,51 @@ def test_int8_model_extracts_with_the_constraint(tiny_model_dirs):
                                           max_new_tokens=96), loaded=loaded)
     result = extractor.extract(Document.from_text(TEXTS[0]))
     assert result.records and result.trace[0]["attempts"][0]["errors"] == []
+
+
+def test_sentence_units_are_decoded_apart_and_merged(tiny_model, monkeypatch):
+    """unit=sentence: one decode per sentence (exact offsets in the trace), the units'
+    records merged into one: equal entities once, links united, evidence over the whole
+    document."""
+    text = "ZnO films were doped with Al.\nThen zno was doped with Ga. Nothing else here."
+    answers = {
+        "ZnO films were doped with Al.": {"hosts": ["ZnO"], "dopants": ["Al"],
+                                          "links": [{"host": "ZnO", "dopant": "Al"}]},
+        "Then zno was doped with Ga.": {"hosts": ["zno"], "dopants": ["Ga"],
+                                        "links": [{"host": "zno", "dopant": "Ga"}]},
+        "Nothing else here.": {"hosts": [], "dopants": [], "links": []},
+    }
+    extractor = Extractor(ExtractorConfig(model=tiny_model.name, adapter="none",
+                                          schema_name="doping", unit="sentence",
+                                          max_attempts=1), loaded=tiny_model)
+    seen = []
+
+    def scripted(conversations, with_feedback):
+        out = []
+        for messages in conversations:
+            unit = next(s for s in answers if s in messages[-1]["content"])
+            seen.append(unit)
+            out.append((json.dumps(answers[unit], separators=(",", ":")), {}))
+        return out
+
+    monkeypatch.setattr(extractor, "_decode", scripted)
+    result = extractor.extract(Document.from_text(text))
+    assert sorted(seen) == sorted(answers)  # each sentence read on its own
+    assert [text[t["window"]["start"]:t["window"]["end"]] for t in result.trace] == \
+        list(answers)
+    assert result.records == [{"hosts": ["ZnO"], "dopants": ["Al", "Ga"],
+                               "links": [{"host": "ZnO", "dopant": "Al"},
+                                         {"host": "ZnO", "dopant": "Ga"}]}]
+    zno = next(item for item in result.evidence if str(item.where) == "records[0].hosts[0]")
+    assert [(s.start, s.match) for s in zno.spans] == [(0, "exact"), (35, "normalised")]
+
+
+def test_whole_unit_keeps_the_single_answer_as_it_was(tiny_model, monkeypatch):
+    answer = {"hosts": ["ZnO", "zno"], "dopants": ["Al"], "links": []}
+    extractor = Extractor(ExtractorConfig(model=tiny_model.name, adapter="none",
+                                          schema_name="doping", unit="whole",
+                                          max_attempts=1), loaded=tiny_model)
+    monkeypatch.setattr(extractor, "_decode", lambda conversations, with_feedback:
+                        [(json.dumps(answer), {}) for _ in conversations])
+    result = extractor.extract(Document.from_text("ZnO doped with Al. Then zno."))
+    assert len(result.trace) == 1 and result.records == [answer]

@@ -53,7 +53,9 @@ class Grounder:
         self._normalised: NormalisedText | None = None
 
     def locate(self, value: str) -> list[Span]:
-        """Spans of ``value`` in the document; [] when it is not there.
+        """Spans of ``value`` in the document, in order; [] when it is not there. Exact
+        matches first, then normalised ones elsewhere (a merged value keeps the spans of
+        every spelling it was merged from: "ZnO" and later "zno").
 
         A match must start at a word boundary and must not run on into a letter ("Er"
         matches in "Er3+" but "N" matches neither in "NaYF4" nor in "NDIR"). Normalised
@@ -65,15 +67,17 @@ class Grounder:
             return []
         text = self.document.text
         spans = self._find(text, value, "exact", lambda s, e: (s, e), _exact_boundary)
-        if spans or len(value) < MIN_NORMALISED_CHARS:
+        if len(spans) == MAX_SPANS_PER_VALUE or len(value) < MIN_NORMALISED_CHARS:
             return spans
         if self._normalised is None:
             self._normalised = NormalisedText(text)
         needle = normalise(value)
         if not needle:
-            return []
-        return self._find(self._normalised.text, needle, "normalised",
-                          self._normalised.to_source, _word_boundary)
+            return spans
+        others = self._find(self._normalised.text, needle, "normalised",
+                            self._normalised.to_source, _word_boundary)
+        spans += [s for s in others if all(s.end <= x.start or s.start >= x.end for x in spans)]
+        return sorted(spans, key=lambda s: s.start)[:MAX_SPANS_PER_VALUE]
 
     def _find(self, haystack: str, needle: str, kind: str, to_source: Any,
               accept: Any) -> list[Span]:

@@ -37,6 +37,27 @@ def doping_to_ours(record: DopingRecord) -> dict[str, Any]:
             "dopants": list(dict.fromkeys(record.dopants.values())), "links": links}
 
 
+def union_doping(records: Sequence[DopingRecord]) -> DopingRecord:
+    """One graph for a document from its sentences' graphs: entities with the same text
+    become one, links are deduplicated (the gold of an abstract-level task)."""
+    basemats: dict[str, str] = {}
+    dopants: dict[str, str] = {}
+    links: dict[str, list[str]] = {}
+    for record in records:
+        host_ids = {i: basemats.setdefault(t, f"b{len(basemats)}")
+                    for i, t in record.basemats.items()}
+        dopant_ids = {i: dopants.setdefault(t, f"d{len(dopants)}")
+                      for i, t in record.dopants.items()}
+        for dopant, hosts in record.links.items():
+            if dopant not in dopant_ids:
+                continue
+            targets = links.setdefault(dopant_ids[dopant], [])
+            targets += [host_ids[h] for h in hosts
+                        if h in host_ids and host_ids[h] not in targets]
+    return DopingRecord(basemats={i: t for t, i in basemats.items()},
+                        dopants={i: t for t, i in dopants.items()}, links=links)
+
+
 def doping_to_strict(record: Mapping[str, Any]) -> DopingRecord:
     """{hosts, dopants, links} -> the paper's graph. A link naming an unlisted host or dopant
     is dropped: the paper's links join ids of listed entities."""

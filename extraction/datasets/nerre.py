@@ -125,6 +125,36 @@ def load_doping_sentences(split: str = "test", *, relevant_only: bool = True,
     return sentences
 
 
+@dataclass(frozen=True)
+class DopingAbstract:
+    """A whole abstract of the doping benchmark with its annotated sentences.
+
+    ``text`` is the title sentence, a newline and the abstract body: every annotated
+    sentence is a substring of it (the title is the first annotated sentence)."""
+
+    doi: str
+    text: str
+    sentences: tuple[DopingSentence, ...]  # the scored (relevant) ones, in order
+    sentence_ids: tuple[str, ...]  # ids of ALL its sentences as training splits number them
+
+
+def load_doping_abstracts_annotated(split: str = "test", *,
+                                    data_dir: Path = DATA_DIR) -> list[DopingAbstract]:
+    """The abstracts of train.json or test.json as whole documents."""
+    _choose("split", split, DOPING_SPLITS)
+    abstracts, number = [], 0
+    for abstract in _read_json(_doping_dir(data_dir) / f"{split}.json"):
+        sentences = abstract["doping_sentences"]
+        ids = tuple(f"{abstract['doi']}#{number + i}" for i in range(len(sentences)))
+        number += len(sentences)
+        text = f"{sentences[0]['sentence_text']}\n{abstract['text']}" if sentences \
+            else abstract["text"]
+        abstracts.append(DopingAbstract(
+            abstract["doi"], text,
+            tuple(_doping_sentence(abstract, s) for s in sentences if s["relevant"]), ids))
+    return abstracts
+
+
 def load_doping_predictions(model: str, *, data_dir: Path = DATA_DIR) -> list[DopingPrediction]:
     """A published prediction file, aligned with ``load_doping_sentences("test")``.
 

@@ -10,6 +10,12 @@ from extraction.datasets.conversion import doping_to_ours, entries_to_ours
 from extraction.errors import ConfigError
 
 
+def training_unit(task: str) -> str:
+    """The extraction unit a task's texts are (``ExtractorConfig.unit``): NERRE doping is
+    annotated sentence by sentence; the other tasks' texts are given whole."""
+    return "sentence" if task == "doping" else "whole"
+
+
 def training_split(task: str) -> tuple[str, list[AnnotatedText], list[AnnotatedText]]:
     """(schema name, positives, negatives) from a task's TRAINING data only."""
     if task == "doping":

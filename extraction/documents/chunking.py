@@ -151,6 +151,8 @@ def _check_sizes(chunk_size: int, chunk_overlap: int) -> None:
 # Units are not here on purpose: "... a gap of 5 nm. The" ends a sentence.
 ABBREVIATIONS: frozenset[str] = frozenset(
     ["e.g", "i.e", "fig", "figs", "eq", "eqs", "ref", "refs", "al", "vs", "cf", "ca", "approx", "resp", "no", "nos", "vol", "sec", "ch", "tab", "dr", "prof", "mr", "ms"])
+# Element symbols as written that lower-case to an abbreviation.
+ELEMENT_LOOKALIKES = frozenset({"Al", "Ca", "Cf", "No"})
 # A sentence ends at . ! or ? (plus closing quotes/brackets) followed by whitespace and a
 # character that is not a lowercase ASCII letter: "0.5", "Ca2+.H2O" and "e.g. the" never
 # match, "Ca2+. The" does. A blank line also ends one (a title without a full stop).
@@ -177,6 +179,8 @@ def _is_abbreviation(text: str, period: int) -> bool:
     # A short window keeps this O(1): every abbreviation is shorter than 10 characters.
     window = text[max(0, period - 10):period]
     word = re.search(r"[^\s(\[]*$", window).group()
+    if word in ELEMENT_LOOKALIKES:  # "doped with Al." ends a sentence; "et al." does not
+        return False
     return word.lower() in ABBREVIATIONS
 
 

@@ -6,23 +6,11 @@ The chosen chunks are merged, in document order, into a few windows the model re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from extraction.documents import chunking
 from extraction.retrieval.embeddings import TextEmbedder
 from extraction.retrieval.index import HnswIndex
 from extraction.schemas.base import SchemaSpec
-from extraction.types import Chunk, Document
-
-
-@dataclass(frozen=True)
-class Window:
-    """A contiguous slice ``document.text[start:end]`` given to the model as context."""
-
-    start: int
-    end: int
-    text: str
-    score: float  # best chunk similarity inside the window
+from extraction.types import Chunk, Document, Window
 
 
 def queries_for(spec: SchemaSpec) -> list[str]:
