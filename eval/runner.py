@@ -158,7 +158,8 @@ def result_line(task: Task, example: TaskExample, extraction: Extraction | None,
     attempts = [a for window in trace for a in window["attempts"]]
     best = [window["attempts"][window["best_attempt"] - 1] for window in trace]
     prediction = merge_records(extraction.records) if extraction else None
-    valid = bool(trace) and len(extraction.records) == len(trace) if extraction else False
+    # every unit's chosen answer validated (a document's unit records are merged into one)
+    valid = bool(best) and all(a.get("record") is not None for a in best)
     return {
         "id": example.id,
         "prediction": prediction,
