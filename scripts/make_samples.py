@@ -1,12 +1,20 @@
 """Write the bundled sample documents (data/samples/) from NERRE abstracts (MIT licence).
 
-Run from the repo root: python scripts/make_samples.py  (needs fpdf2 for the PDF sample)
+Run from the repo root: python scripts/make_samples.py  (needs fpdf2 and Debian's
+fonts-dejavu-core for the PDF sample)
+
+The PDF is typeset like a paper: a Unicode TrueType font, formulas with real sub- and
+superscripts and U+2212 minus signs (Nd2−xCexCuO4 as Nd, lowered "2−x", Ce, lowered "x"...),
+justified lines and hyphenation, by the generator of the PDF benchmark corpus
+(bench/bench_pdf.py). fpdf2's built-in fonts are Latin-1 only and wrote "?" for every minus.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,15 +32,28 @@ def annotation_text(name: str, line: int) -> str:
     return json.loads(rows[line])["prompt"].removesuffix("\n\n###\n\n")
 
 
-def write_pdf(path: Path, pages: list[str]) -> None:
-    from fpdf import FPDF
+def clean_title(title: str) -> str:
+    """Undo the export's line breaks around sub/superscript markup: short pieces on their own
+    line belong to a formula ("Pr2−x\\n Ce\\n x\\n CuO4" -> "Pr2−xCexCuO4")."""
+    pieces = re.split(r"\s*\n\s*", title.strip())
+    out = pieces[0]
+    for piece in pieces[1:]:
+        first = piece.split()[0] if piece else ""
+        glue = len(first) <= 6 and re.fullmatch(r"[\w−()]+", first)
+        out += piece if glue else " " + piece
+    return " ".join(out.split())
 
-    pdf = FPDF()
-    pdf.set_font("helvetica", size=11)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 6, text.encode("latin-1", "replace").decode("latin-1"))
-    pdf.output(str(path))
+
+def write_pdf(path: Path, pages: list[tuple[str, str]]) -> None:
+    """One abstract per page: its title as a heading, then its text."""
+    sys.path.insert(0, str(ROOT))
+    from bench.bench_pdf import Layout, Paragraph
+    from bench.bench_pdf import write_pdf as typeset
+
+    paragraphs = []
+    for title, abstract in pages:
+        paragraphs += [Paragraph(title, "heading", new_page=True), Paragraph(abstract)]
+    typeset(path, paragraphs, Layout(size=11, leading=15, footer="{page}"))
 
 
 def main() -> None:
@@ -47,8 +68,8 @@ def main() -> None:
         f"<h1>{html.escape(title)}</h1><p>{html.escape(body)}</p></body></html>\n")
     (OUT / "general_abstract.md").write_text(
         "# " + annotation_text("general_materials_information_annotations.jsonl", 5) + "\n")
-    pages = [f"{a['title']}\n\n{a['abstract']}" for a in doping[1:4]]
-    write_pdf(OUT / "doping_paper.pdf", pages)
+    write_pdf(OUT / "doping_paper.pdf",
+              [(clean_title(a["title"]), a["abstract"]) for a in doping[1:4]])
     print(sorted(p.name for p in OUT.iterdir()))
 
 

@@ -51,6 +51,7 @@ def test_plain_text_loads_as_one_document(tmp_path: Path, name: str) -> None:
     assert doc.source == str(path)
     assert doc.sha256 == sha256_file(path)
     assert doc.pages == ((0, len(doc.text)),)
+    assert doc.metadata == {"format": path.suffix.lower().lstrip("."), "encoding": "utf-8"}
 
 
 def test_plain_text_normalises_line_endings_and_bom(tmp_path: Path) -> None:
@@ -58,12 +59,39 @@ def test_plain_text_normalises_line_endings_and_bom(tmp_path: Path) -> None:
     [doc] = load(str(path))
     assert doc.text == "line one\nline two\nthree"
     assert doc.sha256 == sha256_file(path)  # hash of the raw bytes, not of the cleaned text
+    assert doc.metadata["encoding"] == "utf-8"
 
 
-def test_plain_text_tolerates_a_few_bad_bytes(tmp_path: Path) -> None:
-    path = write(tmp_path / "latin.txt", b"TiO2 annealed at 500 \xb0C for two hours in air.")
+WESTERN = "TiO2 annealed at 300 °C; grains of 2 µm; a = 3.905 Å (Müller)."
+
+
+@pytest.mark.parametrize(("text", "encoding"), [
+    (WESTERN, "latin-1"),
+    ("TiO2 annealed at 500 °C for two hours in air.", "latin-1"),  # one byte, \xb0
+    (WESTERN + " The “doped” films – 5 € each – keep ‘quotes’ and dashes…", "cp1252"),
+    (WESTERN, "utf-16"),  # with its BOM
+    ("Er³⁺ emits at 1.5 µm, Fe₂O₃ at 300 °C.", "utf-8"),
+], ids=["latin-1", "latin-1-one-byte", "cp1252", "utf-16", "utf-8"])
+def test_plain_text_encodings(tmp_path: Path, text: str, encoding: str) -> None:
+    # Before: a Latin-1 file lost its degree sign to U+FFFD ("500 \ufffdC").
+    path = write(tmp_path / "paper.txt", text.encode(encoding))
     [doc] = load(path)
-    assert doc.text == "TiO2 annealed at 500 \ufffdC for two hours in air."
+    assert doc.text == text
+    assert doc.metadata == {"format": "txt", "encoding": encoding}
+
+
+def test_cjk_text_goes_to_charset_normalizer(tmp_path: Path) -> None:
+    text = "二氧化钛薄膜在500摄氏度退火两小时，晶粒尺寸为两微米。" * 3
+    [doc] = load(write(tmp_path / "gbk.txt", text.encode("gbk")))
+    assert doc.text == text
+    assert doc.metadata["encoding"] in ("gb18030", "gbk", "gb2312")
+
+
+def test_utf8_with_a_few_stray_bytes_is_kept_and_counted(tmp_path: Path) -> None:
+    data = "Er³⁺ emits at 1.5 µm at 300 °C.".encode() + b" A damaged \xff\xfe export."
+    [doc] = load(write(tmp_path / "damaged.txt", data))
+    assert doc.text == "Er³⁺ emits at 1.5 µm at 300 °C. A damaged \ufffd\ufffd export."
+    assert doc.metadata == {"format": "txt", "encoding": "utf-8", "replaced": 2}
 
 
 def random_junk() -> bytes:
@@ -210,9 +238,11 @@ def test_pdf_keeps_subscripts_and_superscripts_inline(tmp_path: Path) -> None:
     assert doc.text == "Fe2O3 doped with Er3+ ions."
 
 
-def test_pdf_keeps_hyphen_line_breaks(tmp_path: Path) -> None:
+def test_pdf_joins_lines_at_real_hyphens_keeping_them(tmp_path: Path) -> None:
+    # Before: "Li-\nion cells with Fe-\nN sites" (the hyphens kept, the words split, so
+    # "Li-ion" could not be grounded). Hyphenation itself is tested in test_pdf_text.py.
     path = make_pdf(tmp_path / "hyphen.pdf", ["Li-\nion cells with Fe-\nN sites"])
-    assert load(path)[0].text == "Li-\nion cells with Fe-\nN sites"
+    assert load(path)[0].text == "Li-ion\ncells with Fe-N\nsites"
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.1])
@@ -243,7 +273,7 @@ def encrypted_pdf(path: Path, **passwords: str) -> Path:
     pdf.set_font("Helvetica", size=12)
     pdf.add_page()
     pdf.cell(text="Secret TiO2 results")
-    pdf.set_encryption(**passwords)  # RC4: pypdf opens it without 'cryptography'
+    pdf.set_encryption(**passwords)  # RC4
     pdf.output(str(path))
     return path
 

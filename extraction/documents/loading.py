@@ -7,9 +7,11 @@ touch characters inside words: "Fe2O3" and "Ca2+" must survive exactly.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,17 +77,75 @@ def _looks_binary(text: str) -> bool:
     return bad > MAX_CONTROL_SHARE * len(text)
 
 
-def _decode_text(path: Path, raw: bytes) -> str:
-    """UTF-8, tolerating a few bad bytes (old exports), but refusing binary files."""
+@dataclass(frozen=True)
+class Decoded:
+    """Text decoded from bytes, the encoding used, and how many invalid byte sequences
+    became U+FFFD (only ever non-zero for UTF-8: the legacy encodings decode every byte)."""
+
+    text: str
+    encoding: str
+    replaced: int = 0
+
+    def metadata(self) -> dict[str, Any]:
+        return {"encoding": self.encoding, **({"replaced": self.replaced} if self.replaced else {})}
+
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+# Bytes 0x80-0x9F that Windows-1252 leaves undefined; elsewhere in that range it has € ‚ „ …
+_CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")
+
+
+def _decode_text(path: Path, raw: bytes) -> Decoded:
+    """UTF-8 first (with or without a BOM; UTF-16 with a BOM); then a legacy single-byte
+    encoding; refusing binary files (NUL bytes, mostly control characters).
+
+    A file with valid UTF-8 multi-byte characters and a few invalid bytes (a damaged export)
+    is UTF-8 with U+FFFD for those bytes. Otherwise its non-ASCII bytes decide: isolated ones
+    between ASCII ("500 \\xb0C", "M\\xfcller") are Windows-1252, or Latin-1 where no byte in
+    0x80-0x9F needs cp1252; runs of them (CJK double-byte text) go to charset-normalizer.
+    Not charset-normalizer for everything: on short Western scientific texts it answered
+    big5 for "500 \\xb0C", iso8859_14 (° -> Ḟ) and cp1250 (Å -> Ĺ).
+    """
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            try:
+                text, replaced = raw.decode(encoding), 0
+            except UnicodeDecodeError:
+                text = raw.decode(encoding, errors="replace")
+                replaced = text.count("\ufffd")
+            return _checked(path, Decoded(_normalise_newlines(text.lstrip("\ufeff")),
+                                          encoding.removesuffix("-sig"), replaced))
     if b"\x00" in raw:
         raise _binary_error(path)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-    if _looks_binary(text):
+    text = raw.decode("utf-8", errors="replace")
+    replaced = text.count("\ufffd") - raw.count(b"\xef\xbf\xbd")
+    multibyte = sum(1 for ch in text if ord(ch) > 0x7F) - text.count("\ufffd")
+    if replaced == 0 or multibyte >= replaced:
+        return _checked(path, Decoded(_normalise_newlines(text), "utf-8", replaced))
+    return _checked(path, _decode_legacy(path, raw))
+
+
+def _decode_legacy(path: Path, raw: bytes) -> Decoded:
+    high = [i for i, byte in enumerate(raw) if byte > 0x7F]
+    in_runs = sum(1 for i in high if (i > 0 and raw[i - 1] > 0x7F)
+                  or (i + 1 < len(raw) and raw[i + 1] > 0x7F))
+    if in_runs <= 0.2 * len(high):
+        c1 = {raw[i] for i in high if raw[i] < 0xA0}
+        encoding = "latin-1" if not c1 or c1 & _CP1252_UNDEFINED else "cp1252"
+        return Decoded(_normalise_newlines(raw.decode(encoding)), encoding)
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(raw).best()
+    if best is None:
         raise _binary_error(path)
-    return _normalise_newlines(text)
+    return Decoded(_normalise_newlines(str(best)), best.encoding)
+
+
+def _checked(path: Path, decoded: Decoded) -> Decoded:
+    if _looks_binary(decoded.text):
+        raise _binary_error(path)
+    return decoded
 
 
 def _binary_error(path: Path) -> DocumentError:
@@ -98,11 +158,12 @@ def _normalise_newlines(text: str) -> str:
 
 
 def _load_plain(path: Path, raw: bytes) -> list[Document]:
-    text = _decode_text(path, raw)
-    if not text.strip():
+    decoded = _decode_text(path, raw)
+    if not decoded.text.strip():
         raise DocumentError(path, "file holds only whitespace",
                             hint="check that the file was saved completely")
-    return [_single(path, raw, text, format=path.suffix.lower().lstrip("."))]
+    return [_single(path, raw, decoded.text, format=path.suffix.lower().lstrip("."),
+                    **decoded.metadata())]
 
 
 def _single(path: Path, raw: bytes, text: str, **metadata: Any) -> Document:
@@ -189,28 +250,9 @@ def _tidy_html_text(text: str) -> str:
 # --- PDF ------------------------------------------------------------------------------------
 
 def _load_pdf(path: Path, raw: bytes) -> list[Document]:
-    import io
+    from extraction.documents.pdf import read_pdf_pages
 
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, PyPdfError
-
-    try:
-        reader = PdfReader(io.BytesIO(raw))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentError(path, "PDF is password-protected", hint="remove the password "
-                                "first, e.g. 'qpdf --password=... --decrypt in.pdf out.pdf'")
-        # Default (non-layout) mode: layout mode pads with runs of spaces that cost tokens.
-        page_texts = [_clean_pdf_page(page.extract_text()) for page in reader.pages]
-    except DocumentError:
-        raise
-    except DependencyError as exc:  # AES encryption needs the optional 'cryptography' package
-        raise DocumentError(path, f"PDF is encrypted and cannot be opened ({exc})",
-                            hint="pip install cryptography, or run "
-                                 "'qpdf --decrypt in.pdf out.pdf'") from exc
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise DocumentError(path, f"corrupt or truncated PDF ({exc})",
-                            hint="download the file again, or repair it with "
-                                 "'qpdf in.pdf out.pdf'") from exc
+    page_texts = read_pdf_pages(path, raw)
     if not any(t.strip() for t in page_texts):
         raise DocumentError(path, "scanned PDF without a text layer",
                             hint="run OCR first, e.g. 'ocrmypdf in.pdf out.pdf'")
@@ -224,13 +266,6 @@ def _load_pdf(path: Path, raw: bytes) -> list[Document]:
                      metadata={"format": "pdf", "page_count": len(page_texts)})]
 
 
-def _clean_pdf_page(text: str) -> str:
-    """Only changes that cannot alter a formula: line endings, NULs, trailing blanks.
-    Hyphen + newline is kept: "Li-\\nion" and "Fe-\\nN" are not safe to rejoin blindly."""
-    text = _normalise_newlines(text).replace("\x00", "")
-    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
-
-
 # --- JSON collections of abstracts ------------------------------------------------------------
 
 def _load_json(path: Path, raw: bytes) -> list[Document]:
@@ -242,7 +277,7 @@ def _load_jsonl(path: Path, raw: bytes) -> list[Document]:
 
 
 def _parse_json(path: Path, raw: bytes) -> list[Any]:
-    text = _decode_text(path, raw)
+    text = _decode_text(path, raw).text
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -259,7 +294,7 @@ def _parse_json(path: Path, raw: bytes) -> list[Any]:
 
 def _parse_jsonl(path: Path, raw: bytes) -> list[Any]:
     items = []
-    for lineno, line in enumerate(_decode_text(path, raw).split("\n"), start=1):
+    for lineno, line in enumerate(_decode_text(path, raw).text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
