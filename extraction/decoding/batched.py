@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from extraction.decoding import packed as packing
+from extraction.decoding.extractive import EXTRACTIVE_MARGIN, CopyPlan, CopyState
 from extraction.errors import GenerationError
 from extraction.models import LoadedModel
 
@@ -41,6 +42,7 @@ class Row:
     forced_kept: int = 0
     grammar_seconds: float = 0.0  # spent in the grammar (masks, matcher), not the model
     finish: str | None = None
+    copy: CopyState | None = None  # values copied from the source (``extractive``)
 
 
 class BatchDecoder:
@@ -48,8 +50,12 @@ class BatchDecoder:
 
     def __init__(self, loaded: LoadedModel, constraint: Any | None, *, max_new_tokens: int,
                  stop_at_json_end: bool, fast_forward: bool, stop_ids: set[int],
-                 packed: bool = False) -> None:
+                 packed: bool = False, copy_plan: CopyPlan | None = None) -> None:
         self.loaded, self.constraint = loaded, constraint
+        self.copy_plan = copy_plan
+        # Tokens kept for closing: the grammar's, and more to end a copied value validly.
+        self.reserve = (constraint.reserve + (EXTRACTIVE_MARGIN if copy_plan else 0)
+                        if constraint else 0)
         self.packed = packed
         self.max_new_tokens = max_new_tokens
         self.stop_at_json_end = stop_at_json_end
@@ -62,10 +68,14 @@ class BatchDecoder:
             else tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
 
-    def new_row(self, fresh_ids: list[int], start_position: int) -> Row:
+    def new_row(self, fresh_ids: list[int], start_position: int, *,
+                source: str | None = None) -> Row:
+        """``source``: the text this row's extractive values are copied from."""
+        copy = CopyState(self.copy_plan, source) \
+            if self.copy_plan is not None and source is not None else None
         return Row(pending=list(fresh_ids), next_position=start_position,
                    matcher=self.constraint.matcher() if self.constraint else None,
-                   scanner=JsonEndScanner())
+                   scanner=JsonEndScanner(), copy=copy)
 
     def run(self, rows: list[Row], prefix: Any | None, prefix_length: int) -> float:
         """Decode every row to its end; returns the seconds to the first forward pass.
@@ -123,6 +133,10 @@ class BatchDecoder:
                 self._take(row, choice)
                 return len(forced) - kept
             row.matcher.accept_token(proposed)
+            if row.copy is not None:
+                started = time.perf_counter()
+                row.copy.accept(proposed, forced=True)
+                row.grammar_seconds += time.perf_counter() - started
             row.generated.append(proposed)
             row.forced_kept += 1
             kept += 1
@@ -131,15 +145,20 @@ class BatchDecoder:
         return 0
 
     def _choose(self, row: Row, logits: torch.Tensor) -> int:
-        """The greedy token for one position (masked by the grammar when constrained)."""
+        """The greedy token for one position (masked by the grammar when constrained, and
+        by the copy constraint inside extractive values)."""
         if row.matcher is None:
             return int(torch.argmax(logits))
         started = time.perf_counter()
         row.matcher.fill_next_token_bitmask(self.bitmask)
+        if row.copy is not None:
+            row.copy.restrict(self.bitmask)
         self.constraint._xgr.apply_token_bitmask_inplace(logits.unsqueeze(0), self.bitmask)
         row.grammar_seconds += time.perf_counter() - started
-        if self.max_new_tokens - len(row.generated) <= self.constraint.reserve:
+        if self.max_new_tokens - len(row.generated) <= self.reserve:
             closer = pick_closer(logits, self.constraint.closers)
+            if closer is None and row.copy is not None:  # a copied value ends at a boundary
+                closer = row.copy.closing_token(logits)
             if closer is None:  # text the grammar forces, in as few tokens as the reserve
                 closer = self._forced_start(row, logits)
             if closer is not None:
@@ -166,6 +185,10 @@ class BatchDecoder:
             if not row.matcher.accept_token(token):
                 raise GenerationError(f"grammar rejected token {token} at step "
                                       f"{len(row.generated)}")
+            if row.copy is not None:
+                started = time.perf_counter()
+                row.copy.accept(token)
+                row.grammar_seconds += time.perf_counter() - started
             row.generated.append(token)
             if row.matcher.is_completed():
                 row.finish = "complete"
@@ -182,7 +205,7 @@ class BatchDecoder:
         Never more than fit before the closing reserve, so no forced position is decoded in
         closing mode.
         """
-        room = self.max_new_tokens - self.constraint.reserve - len(row.generated) - 1
+        room = self.max_new_tokens - self.reserve - len(row.generated) - 1
         text = row.matcher.find_jump_forward_string()
         if not text or room <= 0:
             return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +17,10 @@ import torch
 
 from extraction.decoding import packed as packing
 from extraction.decoding.batched import BatchDecoder
+from extraction.decoding.extractive import CopyPlan, token_index
 from extraction.errors import GenerationError
 from extraction.models import LoadedModel
-from extraction.schemas.base import skeleton
+from extraction.schemas.base import ExtractiveField, extractive_fields, skeleton
 
 # Tokens kept at the end of the budget, beyond what the schema's skeleton needs, for closing.
 CLOSING_MARGIN = 16
@@ -39,6 +40,9 @@ class Generation:
     prefill_seconds: float
     total_seconds: float
     finish_reason: str  # "complete" | "stop" | "length"
+    # Steps where the copy constraint would have left no token and the grammar alone chose
+    # (the value then may not be a span of the source); 0 without ``sources``.
+    extractive_relaxed: int = 0
 
     @property
     def tokens_per_second(self) -> float:
@@ -47,13 +51,22 @@ class Generation:
 
 
 class JsonConstraint:
-    """A compiled JSON-schema grammar for one tokenizer; matchers are created per decode."""
+    """A compiled JSON-schema grammar for one tokenizer; matchers are created per decode.
 
-    def __init__(self, loaded: LoadedModel, schema: dict[str, Any]) -> None:
+    ``extractive``: the string fields whose values must be spans of the source text when a
+    decode is given ``sources`` (path pattern -> field); by default those the schema marks
+    with ``x-extractive`` (``SchemaSpec.extractive_paths()``).
+    """
+
+    def __init__(self, loaded: LoadedModel, schema: dict[str, Any], *,
+                 extractive: Mapping[str, ExtractiveField] | None = None) -> None:
         import xgrammar as xgr
 
         self._xgr = xgr
         info = _tokenizer_info(loaded)
+        self._info = info
+        self.extractive = dict(extractive_fields(schema) if extractive is None else extractive)
+        self._plan: CopyPlan | None = None
         compiler = xgr.GrammarCompiler(info)
         # Compact separators: the grammar then matches our few-shot examples byte for byte.
         self.compiled = compiler.compile_json_schema(
@@ -67,6 +80,12 @@ class JsonConstraint:
 
     def matcher(self) -> Any:
         return self._xgr.GrammarMatcher(self.compiled)
+
+    def copy_plan(self) -> CopyPlan | None:
+        """What the copy constraint of every decode shares (None: no extractive field)."""
+        if self._plan is None and self.extractive:
+            self._plan = CopyPlan(token_index(self._info), self.extractive)
+        return self._plan
 
 
 _TOKENIZER_INFO: dict[int, Any] = {}
@@ -126,7 +145,7 @@ class PrefixCache:
 def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | None = None,
              max_new_tokens: int = 512, stop_at_json_end: bool = True,
              prefix: PrefixCache | None = None, fast_forward: bool = False,
-             packed: bool = True) -> Generation:
+             packed: bool = True, source: str | None = None) -> Generation:
     """Greedy-decode one answer for ``prompt`` (already rendered with the chat template).
 
     With ``prefix``, the prompt's first tokens come from the cached prefix and only the rest
@@ -138,16 +157,21 @@ def generate(loaded: LoadedModel, prompt: str, *, constraint: JsonConstraint | N
     in speculative decoding: from the first forced token greedy decoding would not have
     chosen, the rest is rolled back and the model's choice is taken. The answer is therefore
     the greedy answer, with fewer forward passes.
+
+    With ``source`` (constrained only), the constraint's extractive fields can only be
+    filled with spans of that text (see ``generate_many``).
     """
     return generate_many(loaded, [prompt], constraint=constraint,
                          max_new_tokens=max_new_tokens, stop_at_json_end=stop_at_json_end,
-                         prefix=prefix, fast_forward=fast_forward, packed=packed)[0]
+                         prefix=prefix, fast_forward=fast_forward, packed=packed,
+                         sources=None if source is None else [source])[0]
 
 
 def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
                   constraint: JsonConstraint | None = None, max_new_tokens: int = 512,
                   stop_at_json_end: bool = True, prefix: PrefixCache | None = None,
-                  fast_forward: bool = False, packed: bool = True) -> list[Generation]:
+                  fast_forward: bool = False, packed: bool = True,
+                  sources: Sequence[str] | None = None) -> list[Generation]:
     """Greedy-decode several prompts in one batch (one grammar matcher per sequence).
 
     Each answer is the one ``generate`` gives for its prompt alone, up to floating-point
@@ -155,22 +179,28 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
     cache is used when every prompt starts with it. ``packed``: run the batch as one packed
     sequence (no padding, prefix shared) where the model supports it; off, or for other
     models, as a padded batch.
+
+    ``sources`` (one text per prompt, constrained only): the text each answer is extracted
+    from; every value of the constraint's extractive fields is then copied from it, token
+    by token (``decoding.extractive``), so grounding finds each of them in that text.
     """
-    if constraint is not None and max_new_tokens <= constraint.reserve:
-        raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for this schema",
-                              hint=f"use more than {constraint.reserve} (the tokens needed to "
-                                   "close an answer from any point)")
+    plan = _copy_plan(constraint, sources, len(prompts))
     started = time.perf_counter()
-    encoded = [loaded.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    shared = prefix is not None and all(prefix.matches(ids) for ids in encoded)
-    start = len(prefix.ids) if shared else 0
     packed = packed and packing.supports(loaded.model)
     decoder = BatchDecoder(loaded, constraint, max_new_tokens=max_new_tokens,
                            stop_at_json_end=stop_at_json_end,
                            fast_forward=fast_forward and (
                                packed or _full_attention_only(loaded.model)),
-                           stop_ids=_stop_ids(loaded), packed=packed)
-    rows = [decoder.new_row(ids[start:], start) for ids in encoded]
+                           stop_ids=_stop_ids(loaded), packed=packed, copy_plan=plan)
+    if constraint is not None and max_new_tokens <= decoder.reserve:
+        raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for this schema",
+                              hint=f"use more than {decoder.reserve} (the tokens needed to "
+                                   "close an answer from any point)")
+    encoded = [loaded.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    shared = prefix is not None and all(prefix.matches(ids) for ids in encoded)
+    start = len(prefix.ids) if shared else 0
+    rows = [decoder.new_row(ids[start:], start, source=sources[i] if plan else None)
+            for i, ids in enumerate(encoded)]
     prefill_seconds = decoder.run(rows, prefix.cache if shared else None, start)
     total = time.perf_counter() - started
     return [Generation(text=loaded.tokenizer.decode(row.generated, skip_special_tokens=True),
@@ -178,8 +208,22 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
                        reused_prefix_tokens=start, forward_passes=row.forward_passes,
                        forced_tokens=row.forced_kept, grammar_seconds=row.grammar_seconds,
                        prefill_seconds=prefill_seconds,
-                       total_seconds=total, finish_reason=row.finish or "length")
+                       total_seconds=total, finish_reason=row.finish or "length",
+                       extractive_relaxed=row.copy.relaxed if row.copy else 0)
             for row, ids in zip(rows, encoded)]
+
+
+def _copy_plan(constraint: JsonConstraint | None, sources: Sequence[str] | None,
+               prompts: int) -> CopyPlan | None:
+    if sources is None:
+        return None
+    if constraint is None:
+        raise GenerationError("sources were given without a JSON constraint",
+                              hint="copying values from the source needs constrained decoding")
+    if len(sources) != prompts:
+        raise GenerationError(f"{len(sources)} sources for {prompts} prompts",
+                              hint="pass one source text per prompt")
+    return constraint.copy_plan()
 
 
 def _full_attention_only(model: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,11 @@ DEFAULT_MAX_STRING = 64
 DEFAULT_MAX_ITEMS = 8
 
 FEWSHOT_DIR = Path(__file__).parent / "fewshot"
+
+# Marks string fields whose values must be copied from the source text (see
+# ``extractive_fields``): true (case as written), "ignore-case", or false (opt out).
+EXTRACTIVE_KEY = "x-extractive"
+IGNORE_CASE = "ignore-case"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,11 @@ class SchemaSpec:
         """The model's JSON Schema with bounds filled in, used for the grammar and the prompt."""
         return bounded_json_schema(self.model.model_json_schema())
 
+    def extractive_paths(self) -> dict[str, ExtractiveField]:
+        """Field path pattern (``hosts[]``, ``links[].host``) -> how its values are copied
+        from the source, for the decoder's copy constraint."""
+        return extractive_fields(self.json_schema())
+
     def field_descriptions(self) -> dict[str, str]:
         """Dotted field path -> description; used as retrieval queries and in the prompt."""
         return dict(_describe(self.json_schema()))
@@ -56,6 +67,64 @@ class SchemaSpec:
 
     def empty_output(self) -> dict[str, Any]:
         return self.extra.get("empty_output", {})
+
+
+@dataclass(frozen=True)
+class ExtractiveField:
+    """A string field whose values are spans of the source text."""
+
+    path: str  # e.g. "links[].host": keys joined by ".", "[]" for array items
+    ignore_case: bool  # False: the letters' case as in the source
+    min_chars: int  # the schema's bounds on the string
+    max_chars: int
+
+
+def extractive(*, ignore_case: bool = False) -> dict[str, Any]:
+    """``json_schema_extra`` that marks a pydantic field (a string or a list of strings) as
+    copied from the source."""
+    return {EXTRACTIVE_KEY: IGNORE_CASE if ignore_case else True}
+
+
+def extractive_fields(schema: dict[str, Any]) -> dict[str, ExtractiveField]:
+    """The string fields of ``schema`` governed by an ``x-extractive`` marker.
+
+    The nearest marker on the way from the root to a string decides, so a marker on an
+    object or array covers every string below it and ``false`` opts a part out. Strings with
+    an enum or const are never extractive (the grammar already fixes their values).
+    """
+    defs = schema.get("$defs", {})
+    found: dict[str, ExtractiveField] = {}
+
+    def visit(node: dict[str, Any], path: str, marker: Any, seen: frozenset[str]) -> None:
+        ref = node.get("$ref", "")
+        if ref in seen:
+            return
+        node = _deref(node, defs)
+        marker = node.get(EXTRACTIVE_KEY, marker)
+        seen = seen | {ref} if ref else seen
+        kind = node.get("type")
+        for branch in node.get("anyOf", []) + node.get("oneOf", []):  # e.g. Optional[str]
+            visit(branch, path, marker, seen)
+        if kind == "object":
+            for key, prop in node.get("properties", {}).items():
+                visit(prop, f"{path}.{key}" if path else key, marker, seen)
+        elif kind == "array" and isinstance(node.get("items"), dict):
+            visit(node["items"], f"{path}[]", marker, seen)
+        elif kind == "string" and marker not in (None, False) \
+                and not {"enum", "const"} & node.keys():
+            low, high = _string_bounds(node)
+            found[path] = ExtractiveField(path, marker == IGNORE_CASE, low, high)
+
+    visit(schema, "", None, frozenset())
+    return found
+
+
+def _string_bounds(node: dict[str, Any]) -> tuple[int, int]:
+    """(min, max) characters of a string node, from its bounded pattern or its lengths."""
+    match = re.search(r"\{(\d+),(\d+)\}\$$", node.get("pattern", ""))
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    return int(node.get("minLength", 0)), int(node.get("maxLength", DEFAULT_MAX_STRING))
 
 
 def entries_need_one_of(root: str, fields: tuple[str, ...],

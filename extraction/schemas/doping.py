@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from extraction.schemas.base import SchemaSpec, load_examples
+from extraction.schemas.base import SchemaSpec, extractive, load_examples
 
 Entity = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=48)]
 
@@ -14,8 +14,10 @@ Entity = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, m
 class DopingLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: Entity = Field(description="a host material, exactly as listed in hosts")
-    dopant: Entity = Field(description="a dopant in that host, exactly as listed in dopants")
+    host: Entity = Field(description="a host material, exactly as listed in hosts",
+                         json_schema_extra=extractive())
+    dopant: Entity = Field(description="a dopant in that host, exactly as listed in dopants",
+                           json_schema_extra=extractive())
 
 
 class DopingRecord(BaseModel):
@@ -26,11 +28,13 @@ class DopingRecord(BaseModel):
     hosts: list[Entity] = Field(
         max_length=6,
         description="host (base) materials that are doped, written as in the text, "
-                    "e.g. ZnO, SrTiO3, perovskite")
+                    "e.g. ZnO, SrTiO3, perovskite",
+        json_schema_extra=extractive())
     dopants: list[Entity] = Field(
         max_length=6,
         description="dopant elements or ions added to a host, written as in the text, "
-                    "e.g. Er3+, Mn, nitrogen")
+                    "e.g. Er3+, Mn, nitrogen",
+        json_schema_extra=extractive())
     links: list[DopingLink] = Field(
         max_length=8, description="which dopant is in which host")
 

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from extraction.errors import SchemaError
-from extraction.schemas.base import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING, SchemaSpec
+from extraction.schemas.base import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING, EXTRACTIVE_KEY,
+                                     IGNORE_CASE, SchemaSpec)
 
 _SCALARS: dict[str, Any] = {"integer": int, "number": float, "boolean": bool}
 
@@ -30,7 +31,7 @@ def from_json_schema_file(path: Path) -> SchemaSpec:
                           hint='e.g. {"type": "object", "properties": {"alloy": {"type": '
                                '"string"}}}')
     name = schema.get("title") or path.stem
-    model = _object_model(name, schema, where=str(path))
+    model = _object_model(name, schema, where=str(path), extra=_marker(schema, str(path)))
     instructions = schema.get("description") or f"Extract {name} from the text."
     return SchemaSpec(name=path.stem, version=str(schema.get("version", "1")), model=model,
                       instructions=instructions, origin=str(path))
@@ -52,20 +53,36 @@ def from_import_path(target: str) -> SchemaSpec:
                       origin=target)
 
 
-def _object_model(name: str, schema: dict[str, Any], *, where: str) -> type[BaseModel]:
+def _object_model(name: str, schema: dict[str, Any], *, where: str,
+                  extra: dict[str, Any] | None = None) -> type[BaseModel]:
     required = set(schema.get("required", schema["properties"].keys()))
     fields: dict[str, Any] = {}
     for key, prop in schema["properties"].items():
         if not isinstance(prop, dict):
             raise SchemaError(f"{where}: property {key!r} must be an object")
-        annotation = _annotation(f"{name}_{key}", prop, where=f"{where}: property {key!r}")
+        here = f"{where}: property {key!r}"
+        annotation = _annotation(f"{name}_{key}", prop, where=here)
         description = prop.get("description")
+        marker = _marker(prop, here)
         if key in required:
-            fields[key] = (annotation, Field(description=description))
+            fields[key] = (annotation, Field(description=description, json_schema_extra=marker))
         else:
             fields[key] = (Optional[annotation],
-                           Field(default=None, description=description))
-    return create_model(_class_name(name), __config__=ConfigDict(extra="forbid"), **fields)
+                           Field(default=None, description=description,
+                                 json_schema_extra=marker))
+    return create_model(_class_name(name),
+                        __config__=ConfigDict(extra="forbid", json_schema_extra=extra), **fields)
+
+
+def _marker(node: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The node's ``x-extractive`` marker, kept for the generated model's JSON Schema."""
+    if EXTRACTIVE_KEY not in node:
+        return None
+    value = node[EXTRACTIVE_KEY]
+    if not (isinstance(value, bool) or value == IGNORE_CASE):
+        raise SchemaError(f"{where}: {EXTRACTIVE_KEY} must be true, false or {IGNORE_CASE!r}",
+                          hint=f'e.g. "{EXTRACTIVE_KEY}": true on a string copied from the text')
+    return {EXTRACTIVE_KEY: value}
 
 
 def _annotation(name: str, prop: dict[str, Any], *, where: str) -> Any:
@@ -83,6 +100,9 @@ def _annotation(name: str, prop: dict[str, Any], *, where: str) -> Any:
         if not isinstance(items, dict):
             raise SchemaError(f"{where}: an array needs an 'items' schema")
         inner = _annotation(f"{name}_item", items, where=where)
+        marker = _marker(items, f"{where} items")
+        if marker:
+            inner = Annotated[inner, Field(json_schema_extra=marker)]
         return Annotated[list[inner], Field(max_length=prop.get("maxItems", DEFAULT_MAX_ITEMS))]
     if kind == "object" and isinstance(prop.get("properties"), dict):
         return _object_model(name, prop, where=where)
