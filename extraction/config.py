@@ -67,6 +67,9 @@ class ExtractorConfig(BaseModel):
     precision: str = option("auto", "auto | float32 | bfloat16 | float16 | int8")
     device: str | None = option(None, "cpu | cuda (default: cuda when available)")
     constrained: bool = option(True, "constrain decoding to the schema's JSON")
+    extractive: bool = option(True, "fields marked extractive (built-in entity fields; "
+                              "x-extractive in a JSON Schema) can only be filled with text "
+                              "copied from the unit read (with constrained decoding)")
     max_attempts: int = option(2, "Reflexion attempts per context (1 = no retry)",
                                cli="attempts", ge=1, le=5)
     self_critique: bool = option(False, "ask the model a yes/no check of each attempt")

@@ -162,13 +162,15 @@ class Extractor:
             messages = [prompting.build_messages(self.spec, text, examples=self.examples,
                                                  feedback=feedback)
                         for text, feedback in batch]
-            answers += self._decode(messages, [bool(feedback) for _, feedback in batch])
+            answers += self._decode(messages, [bool(feedback) for _, feedback in batch],
+                                    [text for text, _ in batch])
         return answers
 
-    def _decode(self, conversations: list[list[dict[str, str]]],
-                with_feedback: Sequence[bool]) -> list[tuple[str, dict[str, Any]]]:
-        """Answers (constrained unless configured off) for conversations decoded as one
-        batch, with each one's decode figures.
+    def _decode(self, conversations: list[list[dict[str, str]]], with_feedback: Sequence[bool],
+                sources: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        """Answers (constrained unless configured off; extractive fields copied from each
+        conversation's source text) for conversations decoded as one batch, with each
+        one's decode figures.
 
         In a batch, ``seconds`` is the row's share of the batch's time."""
         prompts = [prompting.render(self.loaded.tokenizer, m) for m in conversations]
@@ -176,7 +178,9 @@ class Extractor:
                                         max_new_tokens=self.config.max_new_tokens,
                                         prefix=self.prefix_cache,
                                         fast_forward=self.config.fast_forward,
-                                        packed=self.config.packed_batches)
+                                        packed=self.config.packed_batches,
+                                        sources=sources if self.constraint is not None
+                                        and self.config.extractive else None)
         return [(out.text, {"prompt_tokens": out.prompt_tokens,
                             "new_tokens": len(out.token_ids),
                             "forward_passes": out.forward_passes,
@@ -186,6 +190,7 @@ class Extractor:
                             "seconds": round(out.total_seconds / len(outs), 4),
                             "batch_rows": len(outs),
                             "finish_reason": out.finish_reason,
+                            "extractive_relaxed": out.extractive_relaxed,
                             "feedback_in_prompt": messages[-1]["content"] if feedback
                             else None})
                 for out, messages, feedback in zip(outs, conversations, with_feedback)]

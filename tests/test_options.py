@@ -89,7 +89,7 @@ def test_fingerprint_follows_the_affects_output_flag(name):
     """A speed-only option keeps a batch's lines valid; any other option re-extracts."""
     field = ExtractorConfig.model_fields[name]
     other = {"schema_name": "general", "model": "gemma3-270m", "adapter": "doping-smollm2",
-             "unit": "sentence",
+             "unit": "sentence", "extractive": False,
              "precision": "float32", "device": "cpu", "retrieval": "off",
              "embedding_model": "mpnet", "index_dir": "/tmp/index", "few_shot": 1}
     if name in other:

@@ -59,7 +59,10 @@ def test_prompt_injection_is_data(tiny_model):
     result = extractor.extract(Document.from_text(INJECTION))
     record = result.records[0]
     assert set(record) == {"hosts", "dopants", "links"}
-    assert "hacked" not in json.dumps(result.records)
+    # the injected object never becomes structure: no key outside the schema, no
+    # "hacked": true (extractive values may still copy the word "hacked" as text)
+    assert set(_keys(record)) <= _schema_keys(spec) and '"hacked": true' not in json.dumps(
+        result.records)
     spec.model.model_validate(record)
 
 
@@ -102,7 +105,7 @@ def test_evidence_spans_of_a_known_answer(tiny_model, monkeypatch):
     extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=1),
                           loaded=tiny_model)
     answer = json.dumps(GROUNDING_ANSWER, separators=(",", ":"))
-    monkeypatch.setattr(extractor, "_decode", lambda conversations, with_feedback:
+    monkeypatch.setattr(extractor, "_decode", lambda conversations, with_feedback, sources:
                         [(answer, {}) for _ in conversations])
     result = extractor.extract(document)
     assert result.records == [GROUNDING_ANSWER]
@@ -137,7 +140,7 @@ def test_strict_grounding_drops_exactly_the_invented_value(tiny_model, monkeypat
     extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=1,
                                           strict_grounding=True), loaded=tiny_model)
     answer = json.dumps(GROUNDING_ANSWER, separators=(",", ":"))
-    monkeypatch.setattr(extractor, "_decode", lambda conversations, with_feedback:
+    monkeypatch.setattr(extractor, "_decode", lambda conversations, with_feedback, sources:
                         [(answer, {}) for _ in conversations])
     result = extractor.extract(Document.from_text(GROUNDING_TEXT))
     assert result.records == [{**GROUNDING_ANSWER, "hosts": ["SrLaMgTaO6", "ZnO"]}]
@@ -148,7 +151,7 @@ def test_documents_extracted_together_match_one_at_a_time(tiny_model):
     """extract_many decodes first answers, reflections and retries in batches; the records,
     the attempts' answers and the reflections are those of extracting each document alone."""
     config = ExtractorConfig(model=tiny_model.name, schema_name="doping", max_new_tokens=96,
-                             batch_size=3, max_attempts=2)
+                             batch_size=3, max_attempts=2, extractive=False)  # retries happen
     extractor = Extractor(config, loaded=tiny_model)
     documents = [Document.from_text(text, source=f"doc{i}")
                  for i, text in enumerate(TEXTS + [INJECTION, "Nothing doped here."])]
@@ -195,10 +198,11 @@ def test_sentence_units_are_decoded_apart_and_merged(tiny_model, monkeypatch):
                                           max_attempts=1), loaded=tiny_model)
     seen = []
 
-    def scripted(conversations, with_feedback):
+    def scripted(conversations, with_feedback, sources):
         out = []
-        for messages in conversations:
+        for messages, source in zip(conversations, sources):
             unit = next(s for s in answers if s in messages[-1]["content"])
+            assert source == unit  # extractive fields copy from the unit the model reads
             seen.append(unit)
             out.append((json.dumps(answers[unit], separators=(",", ":")), {}))
         return out
@@ -220,7 +224,19 @@ def test_whole_unit_keeps_the_single_answer_as_it_was(tiny_model, monkeypatch):
     extractor = Extractor(ExtractorConfig(model=tiny_model.name, adapter="none",
                                           schema_name="doping", unit="whole",
                                           max_attempts=1), loaded=tiny_model)
-    monkeypatch.setattr(extractor, "_decode", lambda conversations, with_feedback:
+    monkeypatch.setattr(extractor, "_decode", lambda conversations, with_feedback, sources:
                         [(json.dumps(answer), {}) for _ in conversations])
     result = extractor.extract(Document.from_text("ZnO doped with Al. Then zno."))
     assert len(result.trace) == 1 and result.records == [answer]
+
+
+def test_extractive_values_are_always_in_the_source(tiny_model):
+    """Default pipeline (extractive on): even random weights only copy from the unit read,
+    so no value is ungrounded and every record still validates."""
+    extractor = Extractor(ExtractorConfig(model=tiny_model.name, adapter="none",
+                                          schema_name="doping", max_attempts=1),
+                          loaded=tiny_model)
+    for text in TEXTS + [INJECTION]:
+        result = extractor.extract(Document.from_text(text))
+        assert result.evidence and result.ungrounded == [], result.records
+        get_schema("doping").model.model_validate(result.records[0])

@@ -16,8 +16,9 @@ TEXT = "Er3+ doped SrLaMgTaO6 phosphors were prepared by a sol-gel route."
 
 
 def test_failed_attempt_is_retried_with_the_reflection_in_the_prompt(tiny_model):
-    extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=2),
-                          loaded=tiny_model)
+    # extractive off: random weights then invent values, which the evaluator must object to
+    extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=2,
+                                          extractive=False), loaded=tiny_model)
     result = extractor.extract(Document.from_text(TEXT))
     first, second = result.trace[0]["attempts"]
     # Random weights either leave hosts empty although the text says "doped", or invent
@@ -49,7 +50,7 @@ def test_extractor_reports_the_best_attempt_and_its_record(tiny_model, monkeypat
     extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=2),
                           loaded=tiny_model)
 
-    def scripted(conversations, with_feedback):
+    def scripted(conversations, with_feedback, sources):
         return [(second if feedback else first, {}) for feedback in with_feedback]
 
     monkeypatch.setattr(extractor, "_decode", scripted)
