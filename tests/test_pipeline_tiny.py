@@ -236,7 +236,10 @@ def test_extractive_values_are_always_in_the_source(tiny_model):
     extractor = Extractor(ExtractorConfig(model=tiny_model.name, adapter="none",
                                           schema_name="doping", max_attempts=1),
                           loaded=tiny_model)
-    for text in TEXTS + [INJECTION]:
+    values = 0
+    for text in TEXTS + [INJECTION, GROUNDING_TEXT]:
         result = extractor.extract(Document.from_text(text))
-        assert result.evidence and result.ungrounded == [], result.records
+        assert result.ungrounded == [], result.records
         get_schema("doping").model.model_validate(result.records[0])
+        values += len(result.evidence)
+    assert values > 0  # the check above ran on real values
