@@ -15,7 +15,8 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from extraction import prompting
 from extraction.checking.grounding import Grounder
 from extraction.datasets import nerre
-from extraction.decoding import batched, extractive, generation
+from extraction.decoding import batched, extractive, generation, json_path
+from extraction.decoding import token_index as token_index_module
 from extraction.errors import GenerationError, SchemaError
 from extraction.schemas import get_schema
 from extraction.schemas.base import string_leaves
@@ -215,7 +216,7 @@ def test_sources_need_a_constraint_and_one_text_per_prompt(tiny_model):
 
 # --- the pieces, without a model -------------------------------------------------------------
 
-NO_TOKENS = extractive.index_vocabulary([])
+NO_TOKENS = token_index_module.index_vocabulary([])
 
 
 def copyable(text: str, value: str, *, ignore_case: bool = False, limit: int = 48) -> bool:
@@ -311,7 +312,7 @@ def test_explore_offers_exactly_the_tokens_that_advance(tiny_model):
     """The walk over the source finds every token a brute-force pass over the vocabulary
     finds, and nothing else (plain tokens, from the start and from inside a value)."""
     constraint = generation.JsonConstraint(tiny_model, get_schema("doping").json_schema())
-    index = extractive.token_index(constraint._info)
+    index = token_index_module.token_index(constraint._info)
     for text in random_documents(4, 3):
         source = extractive.CopySource(text, ignore_case=False, index=index)
         states = source.start_states()
@@ -328,11 +329,11 @@ def test_explore_offers_exactly_the_tokens_that_advance(tiny_model):
 def test_path_tracker_names_each_value_string():
     text = ('{"hosts":["ZnO","Er3+"],"dopants":[],"links":[{"host":"ZnO","dopant":"Er"}],'
             '"n":1.5,"m":{"a":"x"}}')
-    tracker = extractive.PathTracker()
+    tracker = json_path.PathTracker()
     opened = []
     for byte in text.encode():
         if tracker.step(byte):
-            opened.append(extractive.path_of(tracker.frames))
+            opened.append(json_path.path_of(tracker.frames))
     assert opened == ["hosts[]", "hosts[]", "links[].host", "links[].dopant", "m.a"]
     assert tracker.frames == () and tracker.mode == extractive._AFTER
 
@@ -388,7 +389,7 @@ def test_the_smollm2_vocabulary_is_indexed_quickly(default_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
     info = xgr.TokenizerInfo.from_huggingface(tokenizer)
     started = time.perf_counter()
-    index = extractive.token_index(info)
+    index = token_index_module.token_index(info)
     assert time.perf_counter() - started < 5.0
     assert len(index.plain) > 40_000 and len(index.tailed) < 1_000
     text = " ".join(random_documents(40, 9))  # a long unit: a few thousand characters

@@ -33,8 +33,6 @@ import bisect
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +40,9 @@ import torch
 # Grounding's own per-character rule, so that the constraint and grounding cannot drift apart.
 from extraction.checking.grounding import (_DASHES, MIN_NORMALISED_CHARS, NormalisedText,
                                           _normalise_char)
+from extraction.decoding.json_path import (_AFTER, _ARR_FIRST, _ARRAY, _IN_STR, PathTracker,
+                                           path_of)
+from extraction.decoding.token_index import TokenIndex
 from extraction.schemas.base import ExtractiveField
 
 # Tokens kept in reserve, beyond the grammar's own, to finish an extractive value at a
@@ -53,155 +54,6 @@ _SOURCES_KEPT = 64  # per plan: reflexion retries and other fields reuse a unit'
 # start is a normalised word start, a letter or digit written, bytes of a multi-byte
 # spelling of that unit written).
 State = tuple[int, int, bool, bool, bool, bytes]
-
-
-@dataclass(frozen=True)
-class TokenIndex:
-    """The vocabulary as byte strings, indexed for walking a source text."""
-
-    token_bytes: tuple[bytes, ...]
-    plain: dict[bytes, tuple[int, ...]]  # tokens without a quote, by their bytes
-    quoted: dict[bytes, tuple[tuple[int, bytes], ...]]  # by bytes before the first quote
-    prefixes: frozenset[bytes]  # proper prefixes of plain tokens and of quoted heads
-    tailed: tuple[int, ...]  # tokens with bytes after a quote (may open a value with text)
-
-
-_INDEXES: dict[int, tuple[Any, TokenIndex]] = {}  # the info is kept so its id stays its own
-
-
-def token_index(info: Any) -> TokenIndex:
-    """The index of an xgrammar ``TokenizerInfo`` (built once per tokenizer)."""
-    key = id(info)
-    if key not in _INDEXES:
-        _INDEXES[key] = (info, index_vocabulary([bytes(b) for b in info.decoded_vocab]))
-    return _INDEXES[key][1]
-
-
-def index_vocabulary(vocab: list[bytes]) -> TokenIndex:
-    """The index of a vocabulary given as each token's bytes (position = token id)."""
-    plain: dict[bytes, list[int]] = {}
-    quoted: dict[bytes, list[tuple[int, bytes]]] = {}
-    prefixes: set[bytes] = set()
-    tailed = []
-    for token, data in enumerate(vocab):
-        if not data:
-            continue
-        quote = data.find(b'"')
-        head = data if quote < 0 else data[:quote]
-        if quote < 0:
-            plain.setdefault(data, []).append(token)
-        else:
-            quoted.setdefault(head, []).append((token, data[quote + 1:]))
-            if quote + 1 < len(data):
-                tailed.append(token)
-        prefixes.update(head[:k] for k in range(1, len(head)))
-    return TokenIndex(tuple(vocab), {k: tuple(v) for k, v in plain.items()},
-                      {k: tuple(v) for k, v in quoted.items()}, frozenset(prefixes),
-                      tuple(tailed))
-
-
-# --- where decoding is ---------------------------------------------------------------------
-
-(_VALUE, _OBJ_FIRST, _ARR_FIRST, _KEY, _IN_KEY, _COLON, _IN_STR, _AFTER, _SCALAR,
- _DEAD) = range(10)
-_ARRAY = None  # a frame of an array; an object's frame is its current key (str)
-
-
-class PathTracker:
-    """Where in a JSON value the bytes so far end: the mode and the open containers.
-
-    Tolerant: bytes that no JSON could have lead to a dead mode instead of an error (it is
-    also fed tokens the grammar would refuse, when checking them)."""
-
-    __slots__ = ("mode", "frames", "key", "escaped")
-
-    def __init__(self) -> None:
-        self.mode = _VALUE
-        self.frames: tuple[str | None, ...] = ()
-        self.key = b""
-        self.escaped = False
-
-    def copy(self) -> PathTracker:
-        other = PathTracker.__new__(PathTracker)
-        other.mode, other.frames, other.key, other.escaped = (self.mode, self.frames,
-                                                              self.key, self.escaped)
-        return other
-
-    def signature(self) -> tuple:
-        return self.mode, self.frames, self.key, self.escaped
-
-    @classmethod
-    def at(cls, signature: tuple) -> PathTracker:
-        tracker = cls()
-        tracker.mode, tracker.frames, tracker.key, tracker.escaped = signature
-        return tracker
-
-    def step(self, byte: int) -> bool:
-        """Feed one byte; True when it opened a value string."""
-        mode = self.mode
-        if mode == _IN_STR or mode == _IN_KEY:
-            if self.escaped:
-                self.escaped = False
-            elif byte == 92:
-                self.escaped = True
-            elif byte == _QUOTE:
-                if mode == _IN_KEY:
-                    self.frames = self.frames[:-1] + (self.key.decode("utf-8", "replace"),)
-                    self.mode, self.key = _COLON, b""
-                else:
-                    self.mode = _AFTER
-                return False
-            if mode == _IN_KEY:
-                self.key += bytes((byte,))
-            return False
-        if byte in (32, 9, 10, 13):
-            return False
-        if mode == _VALUE or mode == _ARR_FIRST:
-            if byte == 93 and mode == _ARR_FIRST:
-                self._close(array=True)
-            elif byte == 123:
-                self.frames += ("",)
-                self.mode = _OBJ_FIRST
-            elif byte == 91:
-                self.frames += (_ARRAY,)
-                self.mode = _ARR_FIRST
-            elif byte == _QUOTE:
-                self.mode = _IN_STR
-                return True
-            else:
-                self.mode = _SCALAR
-        elif mode == _OBJ_FIRST or mode == _KEY:
-            if byte == _QUOTE:
-                self.mode, self.key = _IN_KEY, b""
-            elif byte == 125 and mode == _OBJ_FIRST:
-                self._close(array=False)
-            else:
-                self.mode = _DEAD
-        elif mode == _COLON:
-            self.mode = _VALUE if byte == 58 else _DEAD
-        elif mode == _AFTER or mode == _SCALAR:
-            if byte == 44 and self.frames:
-                self.mode = _VALUE if self.frames[-1] is _ARRAY else _KEY
-            elif byte == 93 or byte == 125:
-                self._close(array=byte == 93)
-            elif mode == _AFTER:
-                self.mode = _DEAD
-        return False
-
-    def _close(self, *, array: bool) -> None:
-        if self.frames and (self.frames[-1] is _ARRAY) == array:
-            self.frames = self.frames[:-1]
-            self.mode = _AFTER
-        else:
-            self.mode = _DEAD
-
-
-def path_of(frames: tuple[str | None, ...]) -> str:
-    """``("links", None, "host")`` -> ``links[].host`` (the pattern of ``extractive_fields``)."""
-    path = ""
-    for frame in frames:
-        path += "[]" if frame is _ARRAY else (f".{frame}" if path else frame)
-    return path
 
 
 # --- the source text -----------------------------------------------------------------------

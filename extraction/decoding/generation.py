@@ -17,7 +17,8 @@ import torch
 
 from extraction.decoding import packed as packing
 from extraction.decoding.batched import BatchDecoder
-from extraction.decoding.extractive import CopyPlan, token_index
+from extraction.decoding.extractive import CopyPlan
+from extraction.decoding.token_index import token_index
 from extraction.errors import GenerationError
 from extraction.models import LoadedModel
 from extraction.schemas.base import ExtractiveField, extractive_fields, skeleton
