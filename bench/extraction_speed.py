@@ -27,7 +27,8 @@ class Setting:
     """One configuration of the comparison."""
 
     label: str
-    options: dict[str, Any]  # ExtractorConfig fields over the defaults; {} for the plain loop
+    # ExtractorConfig fields over the defaults (extractive values on); {} for the plain loop
+    options: dict[str, Any]
     plain: bool = False
 
 
@@ -42,6 +43,8 @@ SETTINGS = (
     Setting("ours: + packed, batch 16", {"batch_size": 16, "max_attempts": 1}),
     Setting("ours: + packed, batch 32", {"batch_size": 32, "max_attempts": 1}),
     Setting("ours: + packed, batch 64", {"batch_size": 64, "max_attempts": 1}),
+    Setting("ours: packed batch 32, extractive off", {"batch_size": 32, "max_attempts": 1,
+                                                      "extractive": False}),
     Setting("ours: packed batch 32, unconstrained", {"batch_size": 32, "max_attempts": 1,
                                                      "constrained": False}),
     Setting("ours: packed batch 32, int8", {"batch_size": 32, "max_attempts": 1,
