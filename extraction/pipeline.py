@@ -6,27 +6,24 @@ document -> (retrieval windows) -> prompt -> constrained decode -> validate -> r
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from extraction import prompting
-from extraction.documents import chunking
-from extraction.documents.units import split_units
-from extraction.decoding import generation
 from extraction.checking import reflexion
-from extraction.retrieval import windows as retrieval
 from extraction.checking.grounding import Grounder, drop_ungrounded
+from extraction.checking.validation import validate
 from extraction.config import ExtractorConfig
+from extraction.decoding import generation
+from extraction.documents.units import split_units
 from extraction.merging import merge_records
 from extraction.models import LoadedModel, adapter_card, load
+from extraction.retrieval import windows as retrieval
 from extraction.schemas import SchemaSpec, get_schema
-from extraction.schemas.base import Example, string_leaves
-from extraction.types import Document, Evidence, Extraction, FieldPath, Span
-from extraction.checking.validation import validate
+from extraction.schemas.base import Example
+from extraction.types import Document, Extraction
 
 def prompt_examples(config: ExtractorConfig, examples: Sequence[Example]) -> tuple[Example, ...]:
     """The few-shot examples the prompt shows under ``config``.
@@ -226,15 +223,8 @@ class Extractor:
 
     def _attach_evidence(self, document: Document, grounder: Grounder,
                          result: Extraction) -> None:
-        """Every string value of the records with the spans where it was found (none:
-        ungrounded), each span with its sentence."""
-        sentence_spans = chunking.sentences(document.text)
-        starts = [start for start, _ in sentence_spans]
         for position, record in enumerate(result.records):
-            for path, value in string_leaves(record):
-                spans = tuple(_with_sentence(span, document, sentence_spans, starts)
-                              for span in grounder.locate(value))
-                result.evidence.append(Evidence(FieldPath(position, path), value, spans))
+            result.evidence += grounder.evidence(record, position)
 
     # -- lazily built parts -------------------------------------------------------------------
 
@@ -271,13 +261,3 @@ def _reflection_line(text: str, attempt: reflexion.Attempt) -> str:
     """The first line the model wrote, or, if it wrote nothing usable, the first problem."""
     line = text.strip().splitlines()[0][:300] if text.strip() else ""
     return line if line.strip(" .-") else f"I must fix this: {attempt.signals[0]}"
-
-
-def _with_sentence(span: Span, document: Document, sentence_spans: list[tuple[int, int]],
-                   starts: list[int]) -> Span:
-    position = bisect.bisect_right(starts, span.start) - 1
-    if position >= 0:
-        start, end = sentence_spans[position]
-        if start <= span.start < end:
-            return replace(span, sentence=document.text[start:end])
-    return span

@@ -14,6 +14,7 @@ import pytest
 from app.cli.serve import streamlit_command
 from app.web import export, highlight, review
 from app.web.state import DocumentResult, Job, table_rows
+from extraction.checking.grounding import Grounder
 from extraction.errors import ConfigError
 from extraction.schemas import builtin_names, get_schema
 from extraction.types import Document, Evidence, FieldPath, Span
@@ -127,7 +128,7 @@ def test_user_schema_fields_get_matching_editors(tmp_path):
 
 def test_edited_values_are_grounded_again():
     document = Document.from_text("Er3+ doped NaYF4 nanocrystals")
-    evidence = review.ground(document, {"hosts": ["NaYF4", "Y2O3"], "dopants": ["Er3+"]}, 1)
+    evidence = Grounder(document).evidence({"hosts": ["NaYF4", "Y2O3"], "dopants": ["Er3+"]}, 1)
     assert [(str(e.where), e.value, [s.start for s in e.spans]) for e in evidence] == [
         ("records[1].hosts[0]", "NaYF4", [11]), ("records[1].hosts[1]", "Y2O3", []),
         ("records[1].dopants[0]", "Er3+", [0])]

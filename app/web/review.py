@@ -1,5 +1,6 @@
-"""Reviewing records: one editor value per field, validation with errors per field, new
-evidence for edited values. Pure (no Streamlit), so it is tested without a page.
+"""Reviewing records: one editor value per field, validation with errors per field (an
+edited record's evidence comes from ``Grounder.evidence``, as the pipeline's does). Pure
+(no Streamlit), so it is tested without a page.
 
 Each top-level field of a schema gets one editor kind: a line of text, a number, a checkbox,
 one list item per line, or JSON for anything nested (lists of objects, objects).
@@ -15,9 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from extraction.checking.grounding import Grounder
-from extraction.schemas.base import SchemaSpec, string_leaves
-from extraction.types import Document, Evidence, FieldPath
+from extraction.schemas.base import SchemaSpec
 
 RECORD_LEVEL = "(record)"  # key for problems that name no field
 
@@ -164,10 +163,3 @@ def _path(loc: list[str]) -> str:
     for part in loc:
         out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
     return out or "record"
-
-
-def ground(document: Document, record: Mapping[str, Any], position: int) -> list[Evidence]:
-    """Evidence of every string value of an (edited) record, as the pipeline finds it."""
-    grounder = Grounder(document)
-    return [Evidence(FieldPath(position, path), value, tuple(grounder.locate(value)))
-            for path, value in string_leaves(dict(record))]

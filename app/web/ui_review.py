@@ -14,6 +14,7 @@ from app.web import highlight
 from app.web import limits
 from app.web import review
 from app.web.state import DocumentResult, table_rows
+from extraction.checking.grounding import Grounder
 from extraction.errors import MatextractError
 from extraction.schemas import get_schema
 
@@ -133,7 +134,7 @@ def _editor(result: DocumentResult, position: int) -> None:
         (slots.get(name) or st).warning("\n\n".join(messages))
     if checked.valid and checked.record != item.current:
         result.replace_record(position, checked.record,
-                              review.ground(result.document, checked.record, position))
+                              Grounder(result.document).evidence(checked.record, position))
         st.rerun()  # the table and the highlights above show the edit
     accept, reject, reset = st.columns(3)
     if accept.button("Accept", key=f"accept:{base}", type="primary",

@@ -6,18 +6,30 @@ compatibility forms such as subscript digits) with offsets mapped back to the or
 
 from __future__ import annotations
 
+import bisect
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from extraction.types import Document, Span
+from extraction.documents import chunking
+from extraction.schemas.base import string_leaves
+from extraction.types import Document, Evidence, FieldPath, Span
 
 MAX_SPANS_PER_VALUE = 5
 MIN_NORMALISED_CHARS = 3
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"), "-")
 
 
-def _normalise_char(char: str) -> str:
-    folded = unicodedata.normalize("NFKC", char.translate(_DASHES)).casefold()
+def compatible_form(text: str) -> str:
+    """Unicode dashes and minus as "-", compatibility forms (sub/superscript digits, ligatures)
+    as plain characters; case kept. The extractive constraint spells values with it."""
+    return unicodedata.normalize("NFKC", text.translate(_DASHES))
+
+
+def normalise_char(char: str) -> str:
+    """One character as grounding compares it: compatible form, case-folded, any space " "."""
+    folded = compatible_form(char).casefold()
     return " " if folded.isspace() else folded
 
 
@@ -28,7 +40,7 @@ class NormalisedText:
         chars: list[str] = []
         origin: list[int] = []
         for offset, char in enumerate(text):
-            piece = _normalise_char(char)
+            piece = normalise_char(char)
             if piece == " " and chars and chars[-1] == " ":
                 continue  # collapse whitespace runs
             for out in piece:
@@ -46,11 +58,31 @@ def normalise(value: str) -> str:
 
 
 class Grounder:
-    """Finds spans in one document; the normalised index is built once per document."""
+    """Finds spans in one document; the normalised index and the sentence offsets are
+    built once per document."""
 
     def __init__(self, document: Document) -> None:
         self.document = document
         self._normalised: NormalisedText | None = None
+        self._sentences: list[tuple[int, int]] | None = None
+
+    def evidence(self, record: Mapping[str, Any], position: int) -> list[Evidence]:
+        """Every string value of record ``position`` with the spans where it was found
+        (none: ungrounded), each span with its sentence: what the pipeline reports and
+        what the web UI recomputes after an edit."""
+        return [Evidence(FieldPath(position, path), value,
+                         tuple(self._with_sentence(span) for span in self.locate(value)))
+                for path, value in string_leaves(dict(record))]
+
+    def _with_sentence(self, span: Span) -> Span:
+        if self._sentences is None:
+            self._sentences = chunking.sentences(self.document.text)
+        position = bisect.bisect_right(self._sentences, (span.start, len(self.document.text)))
+        if position:
+            start, end = self._sentences[position - 1]
+            if start <= span.start < end:
+                return replace(span, sentence=self.document.text[start:end])
+        return span
 
     def locate(self, value: str) -> list[Span]:
         """Spans of ``value`` in the document, in order; [] when it is not there. Exact

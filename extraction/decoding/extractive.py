@@ -30,7 +30,6 @@ text (e.g. ``"(``) are checked by feeding them through a copy of the tracker.
 from __future__ import annotations
 
 import bisect
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -38,8 +37,8 @@ import numpy as np
 import torch
 
 # Grounding's own per-character rule, so that the constraint and grounding cannot drift apart.
-from extraction.checking.grounding import (_DASHES, MIN_NORMALISED_CHARS, NormalisedText,
-                                          _normalise_char)
+from extraction.checking.grounding import (MIN_NORMALISED_CHARS, NormalisedText,
+                                          compatible_form, normalise_char)
 from extraction.decoding.json_path import (_AFTER, _ARR_FIRST, _ARRAY, _IN_STR, PathTracker,
                                            path_of)
 from extraction.decoding.token_index import TokenIndex
@@ -66,7 +65,7 @@ def _safe(text: str) -> bool:
 
 
 def _folded(text: str) -> str:
-    return "".join(_normalise_char(c) for c in text)
+    return "".join(normalise_char(c) for c in text)
 
 
 def _spellings(chars: str, space: bool, ignore_case: bool) -> tuple[tuple[bytes, bool, int], ...]:
@@ -77,8 +76,8 @@ def _spellings(chars: str, space: bool, ignore_case: bool) -> tuple[tuple[bytes,
             out.append((chars.encode(), True, len(chars)))
         return tuple(out)
     out = [(chars.encode(), True, 1)] if _safe(chars) else []
-    target = _normalise_char(chars)
-    compatible = unicodedata.normalize("NFKC", chars.translate(_DASHES))
+    target = normalise_char(chars)
+    compatible = compatible_form(chars)
     variants = {compatible}
     if ignore_case:
         variants |= {chars.lower(), chars.upper(), target, compatible.lower(),
@@ -100,8 +99,8 @@ class CopySource:
         position = 0
         while position < len(text):
             end = position + 1
-            is_space = _normalise_char(text[position]) == " "
-            while is_space and end < len(text) and _normalise_char(text[end]) == " ":
+            is_space = normalise_char(text[position]) == " "
+            while is_space and end < len(text) and normalise_char(text[end]) == " ":
                 end += 1
             spans.append((position, end))
             space.append(is_space)
