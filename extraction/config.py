@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from extraction.documents.units import UNITS
 from extraction.models import (AUTO_ADAPTER, DEFAULT_MODEL, adapter_card, adapter_choice,
                                default_adapter)
 from extraction.settings import DEFAULT_BATCH_SIZE
@@ -76,7 +77,7 @@ class ExtractorConfig(BaseModel):
     reflect_with_model: bool = option(True, "the model writes the reflection before a retry")
     few_shot: int | None = option(None, "few-shot examples in the prompt (default: the "
                                   "adapter's training setting, else all)", ge=0)
-    unit: Literal["auto", "whole", "paragraph", "sentence"] = option(
+    unit: Literal[("auto", *UNITS)] = option(  # type: ignore[valid-type]  # one list: units.py
         "auto", "what the model reads at a time; records of a document's units are merged. "
         "auto: the unit the adapter was trained on (its card), else whole")
     strict_grounding: bool = option(False, "drop values not found in the source")
