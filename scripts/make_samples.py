@@ -6,7 +6,7 @@ fonts-dejavu-core for the PDF sample)
 The PDF is typeset like a paper: a Unicode TrueType font, formulas with real sub- and
 superscripts and U+2212 minus signs (Nd2−xCexCuO4 as Nd, lowered "2−x", Ce, lowered "x"...),
 justified lines and hyphenation, by the generator of the PDF benchmark corpus
-(bench/bench_pdf.py). fpdf2's built-in fonts are Latin-1 only and wrote "?" for every minus.
+(bench/pdf_corpus.py). fpdf2's built-in fonts are Latin-1 only and wrote "?" for every minus.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def clean_title(title: str) -> str:
 def write_pdf(path: Path, pages: list[tuple[str, str]]) -> None:
     """One abstract per page: its title as a heading, then its text."""
     sys.path.insert(0, str(ROOT))
-    from bench.bench_pdf import Layout, Paragraph
-    from bench.bench_pdf import write_pdf as typeset
+    from bench.pdf_corpus import Layout, Paragraph
+    from bench.pdf_corpus import write_pdf as typeset
 
     paragraphs = []
     for title, abstract in pages:

@@ -1,4 +1,4 @@
-"""PDF text (extraction/documents/pdf.py) on generated papers (bench/bench_pdf.py's corpus)
+"""PDF text (extraction/documents/pdf.py) on generated papers (bench/pdf_corpus.py)
 and on the bundled sample.
 
 The corpus PDFs use a Unicode TrueType font (Debian's fonts-dejavu-core); without it those
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_pdf import (FONT_MISSING, FONT_REGULAR, LAYOUTS, CorpusDoc, cer, make_corpus,
-                             word_runs)
+from bench.bench_pdf import cer
+from bench.pdf_corpus import (FONT_MISSING, FONT_REGULAR, LAYOUTS, CorpusDoc, make_corpus,
+                              word_runs)
 from extraction.documents.loading import load
 from extraction.documents.pdf import clean_text, join_hyphenation
 from extraction.resources import samples_dir
