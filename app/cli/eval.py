@@ -17,7 +17,9 @@ from extraction.errors import ConfigError
 from extraction.models import DEFAULT_MODEL
 
 def run_eval(
-    task: Annotated[str, typer.Option(help="doping | general:K | mof:K | jsonl:PATH")] = "doping",
+    task: Annotated[str, typer.Option(
+        help="doping | doping-abstracts | general:K | mof:K | jsonl:PATH | heldout:ADAPTER | "
+             "heldout-abstracts:ADAPTER")] = "doping",
     models: Annotated[Optional[list[str]], typer.Option(
         "--model", help="registry name or model folder; repeat for several")] = None,
     adapters: Annotated[Optional[list[str]], typer.Option(

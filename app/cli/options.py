@@ -17,7 +17,7 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -102,7 +102,7 @@ def _cli_name(specs: list[OptionSpec], name: str) -> str:
     return next((f"--{s.cli}" for s in specs if s.name == name), name)
 
 
-def build_options(cls: type, values: dict[str, Any], set_options: list[str] = (), *,
+def build_options(cls: type, values: dict[str, Any], set_options: Sequence[str] = (), *,
                   command: str) -> Any:
     """An option object from a command's values and ``--set`` pairs; a bad value or an
     unknown key is one ConfigError naming what was typed."""
