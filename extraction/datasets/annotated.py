@@ -20,7 +20,7 @@ MAX_REPORTED_PROBLEMS = 20
 class TaskError(MatextractError):
     """An unknown task name, or a task file with bad lines."""
 
-    hint = ("tasks: doping | doping-abstracts | general:K | mof:K (K = 0..4) | jsonl:PATH | "
+    hint = ("tasks: doping | general:K | mof:K (K = 0..4) | doping-abstracts | jsonl:PATH | "
             "heldout:ADAPTER | heldout-abstracts:ADAPTER (see eval/README.md)")
 
 
