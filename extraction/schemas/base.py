@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,19 +111,57 @@ def extractive_fields(schema: dict[str, Any]) -> dict[str, ExtractiveField]:
             visit(node["items"], f"{path}[]", marker, seen)
         elif kind == "string" and marker not in (None, False) \
                 and not {"enum", "const"} & node.keys():
-            low, high = _string_bounds(node)
+            low, high = string_bounds(node)
             found[path] = ExtractiveField(path, marker == IGNORE_CASE, low, high)
 
     visit(schema, "", None, frozenset())
     return found
 
 
-def _string_bounds(node: dict[str, Any]) -> tuple[int, int]:
-    """(min, max) characters of a string node, from its bounded pattern or its lengths."""
-    match = re.search(r"\{(\d+),(\d+)\}\$$", node.get("pattern", ""))
-    if match:
-        return int(match.group(1)), int(match.group(2))
+def string_bounds(node: dict[str, Any]) -> tuple[int, int]:
+    """(min, max) characters of a string node, from the bounds ``bounded_json_schema`` keeps
+    beside its pattern, or from its lengths."""
+    if LENGTH_KEY in node:
+        low, high = node[LENGTH_KEY]
+        return int(low), int(high)
     return int(node.get("minLength", 0)), int(node.get("maxLength", DEFAULT_MAX_STRING))
+
+
+# One character a bounded string may hold: no quote, backslash, control character or
+# surrogate (see ``bounded_json_schema``).
+_STRING_CHAR = '[^"\\\\\\x00-\\x1f\\ud800-\\udfff]'
+# xgrammar compiles a repetition C{0,N} with N over about 190 so that its grammar cache
+# fails (per_rule_fsm_hashes) and, without the cache, every token mask costs ~17 ms instead
+# of ~0.02 ms. Longer bounds are therefore written as blocks of at most this many characters.
+_BLOCK = 64
+# The bounds of a pattern-bounded string, kept beside the pattern (xgrammar ignores the key).
+LENGTH_KEY = "x-length"
+
+
+def string_pattern(low: int, high: int) -> str:
+    """A regex for ``low``..``high`` characters of ``_STRING_CHAR`` that xgrammar compiles
+    cheaply at any length: no repetition count above ``2 * _BLOCK``."""
+    if high <= 2 * _BLOCK:
+        return f"^{_STRING_CHAR}{{{low},{high}}}$"
+    return f"^{_exactly(low)}{_up_to(high - low)}$"
+
+
+def _exactly(count: int) -> str:
+    if count <= 2 * _BLOCK:
+        return f"{_STRING_CHAR}{{{count}}}" if count else ""
+    blocks, rest = divmod(count, _BLOCK)
+    return f"(?:{_STRING_CHAR}{{{_BLOCK}}}){{{blocks}}}" + _exactly(rest)
+
+
+def _up_to(count: int) -> str:
+    """0..count characters: (C{B}){0,q-1} (C{0,B} | C{B} C{0,r}) for count = q*B + r."""
+    if count <= 2 * _BLOCK:
+        return f"{_STRING_CHAR}{{0,{count}}}"
+    blocks, rest = divmod(count, _BLOCK)
+    last = f"{_STRING_CHAR}{{0,{_BLOCK}}}"
+    if rest:
+        last = f"(?:{last}|{_STRING_CHAR}{{{_BLOCK}}}{_STRING_CHAR}{{0,{rest}}})"
+    return f"(?:{_STRING_CHAR}{{{_BLOCK}}}){{0,{blocks - 1}}}{last}"
 
 
 def entries_need_one_of(root: str, fields: tuple[str, ...],
@@ -166,7 +203,8 @@ def bounded_json_schema(schema: dict[str, Any], *,
             if strings == "length":
                 node.update(minLength=low, maxLength=high)
             else:
-                node["pattern"] = f'^[^"\\\\\\x00-\\x1f\\ud800-\\udfff]{{{low},{high}}}$'
+                node["pattern"] = string_pattern(low, high)
+                node[LENGTH_KEY] = [low, high]
         if kind == "array" and "maxItems" not in node:
             node["maxItems"] = DEFAULT_MAX_ITEMS
 
