@@ -77,6 +77,11 @@ class ExtractorConfig(BaseModel):
     reflect_with_model: bool = option(True, "the model writes the reflection before a retry")
     few_shot: int | None = option(None, "few-shot examples in the prompt (default: the "
                                   "adapter's training setting, else all)", ge=0)
+    examples: str | None = option(None, "few-shot examples from an annotated JSONL file "
+                                  "(the eval task format, same schema as the run) instead of "
+                                  "the schema's own: the shortest texts with a filled record "
+                                  "that together show the most fields; --few-shot of them "
+                                  "(default 2)")
     unit: Literal[("auto", *UNITS)] = option(  # type: ignore[valid-type]  # one list: units.py
         "auto", "what the model reads at a time; records of a document's units are merged. "
         "auto: the unit the adapter was trained on (its card), else whole")

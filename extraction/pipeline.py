@@ -23,18 +23,33 @@ from extraction.models import LoadedModel, adapter_card, load
 from extraction.retrieval import windows as retrieval
 from extraction.schemas import SchemaSpec, get_schema
 from extraction.schemas.base import Example
+from extraction.schemas.bounds import Bounds, widened
+from extraction.schemas.fewshot_choice import DEFAULT_COUNT, choose_examples, read_examples_file
 from extraction.types import Document, Extraction
 
 def prompt_examples(config: ExtractorConfig, examples: Sequence[Example]) -> tuple[Example, ...]:
     """The few-shot examples the prompt shows under ``config``.
 
     An adapter is used with the prompt it was trained on (often zero-shot), unless
-    ``config.few_shot`` says otherwise.
+    ``config.few_shot`` says otherwise. Examples from a file (``config.examples``) are
+    candidates, chosen by ``choose_examples``: a file may hold hundreds of texts.
     """
     few_shot = config.few_shot
     if few_shot is None and config.adapter:
         few_shot = adapter_card(config.adapter).get("inference", {}).get("few_shot")
+    if config.examples:
+        return choose_examples(examples, count=DEFAULT_COUNT if few_shot is None else few_shot)
     return tuple(examples if few_shot is None else examples[:few_shot])
+
+
+def adapted_schema(config: ExtractorConfig) -> SchemaSpec:
+    """The run's schema, with the string and list bounds its adapter learnt in training
+    widened, so that the grammar can write what the adapter was taught."""
+    spec = get_schema(config.schema_name)
+    if not config.adapter:
+        return spec
+    learnt = adapter_card(config.adapter).get("inference", {}).get("bounds")
+    return widened(spec, Bounds.from_dict(learnt))
 
 
 class Extractor:
@@ -44,17 +59,21 @@ class Extractor:
                  loaded: LoadedModel | None = None,
                  examples: Sequence[Example] | None = None) -> None:
         """``loaded`` reuses a model already in memory; ``examples`` replaces the schema's
-        built-in few-shot examples (evaluation draws them from each fold's training split)."""
+        built-in few-shot examples and ``config.examples``'s file (evaluation draws them from
+        each fold's training split, or from that file less the scored texts)."""
         self.config = config or ExtractorConfig()
-        self.spec: SchemaSpec = get_schema(self.config.schema_name)
+        self.spec: SchemaSpec = adapted_schema(self.config)
+        if examples is None:  # a bad examples file fails before the model loads
+            examples = (read_examples_file(Path(self.config.examples),
+                                           schema=self.config.schema_name)
+                        if self.config.examples else self.spec.examples)
         started = time.perf_counter()
         self.loaded = loaded or load(self.config.model, device=self.config.device,
                                      precision=self.config.precision, adapter=self.config.adapter)
         self.load_seconds = time.perf_counter() - started
         self.constraint = (generation.JsonConstraint(self.loaded, self.spec.json_schema())
                            if self.config.constrained else None)
-        self.examples = prompt_examples(self.config, self.spec.examples if examples is None
-                                        else examples)
+        self.examples = prompt_examples(self.config, examples)
         self._embedder = None
         self._index = None
         self._prefix: generation.PrefixCache | None = None

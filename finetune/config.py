@@ -25,8 +25,15 @@ class FinetuneConfig(BaseModel):
     warmup_steps: int = Field(10, ge=0, description="optimizer steps of linear warm-up")
     batch_size: int = Field(8, ge=1, description="pairs per optimizer step (after accumulation)")
     grad_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    max_length: int = Field(512, ge=64, description="prompt + completion tokens, longer pairs "
-                                                    "are skipped")
+    micro_batch_tokens: int = Field(4096, ge=64, description="most padded tokens per forward "
+                                    "pass: long pairs are split into smaller micro-batches "
+                                    "(same gradients, bounded memory)")
+    max_length: int | None = Field(None, ge=64, description="prompt + completion tokens per "
+                                   "pair; default: the longest pair (nothing is cut or left "
+                                   "out), longer pairs are excluded and counted")
+    accept_exclusions: bool = Field(False, description="train even when more than 2% of the "
+                                    "examples are left out (too long, or gold that does not "
+                                    "validate); without it training stops and lists them")
     few_shot: int = Field(0, ge=0, description="few-shot examples in the training prompt; "
                                                "inference with this adapter uses the same")
     negatives: float = Field(0.3, ge=0.0, description="sentences with nothing to extract, "

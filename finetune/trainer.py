@@ -26,7 +26,7 @@ from extraction.datasets.splits import training_unit
 from extraction.storage.hashing import stable_hash
 from extraction.models import ADAPTER_CARD, choose_device, resolve_model_dir
 from finetune.config import FinetuneConfig
-from finetune.data import Pair, build_pairs, document_of, split_validation
+from finetune.data import DataSummary, Pair, build_pairs, document_of, split_validation
 from finetune.lora import attach_lora, trainable_share
 from finetune.report import readme, write_loss_curve
 
@@ -135,6 +135,14 @@ def _head_only_at(model: Any, positions: torch.Tensor) -> Iterator[None]:
         handle.remove()
 
 
+def rows_per_pass(pairs: list[Pair], rows: int, max_tokens: int) -> int:
+    """Pairs per forward pass: at most ``rows``, fewer when the longest pair times the rows
+    would pass ``max_tokens`` (activation memory grows with padded tokens, and attention
+    with their square: long user paragraphs would otherwise exhaust memory)."""
+    longest = max((len(p) for p in pairs), default=1)
+    return max(1, min(rows, max_tokens // longest))
+
+
 def validation_loss(model: Any, pairs: list[Pair], pad_id: int, device: str,
                     batch_size: int) -> float | None:
     if not pairs:
@@ -191,8 +199,13 @@ def _load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any,
 
 
 def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = None,
-          on_step: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
-    """Train (or resume) a LoRA adapter into ``out``; returns the adapter card."""
+          on_step: Callable[[int, int, float], None] | None = None,
+          on_data: Callable[[DataSummary], None] | None = None) -> dict[str, Any]:
+    """Train (or resume) a LoRA adapter into ``out``; returns the adapter card.
+
+    ``on_data`` sees what the training data holds and leaves out before the first step;
+    too much left out stops here (``ExcludedExamplesError``), before anything is written.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
@@ -202,15 +215,17 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
         else tokenizer.eos_token_id
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    pairs, summary = build_pairs(tokenizer, config.task, few_shot=config.few_shot,
+                                 negatives=config.negatives, max_length=config.max_length,
+                                 seed=config.seed, limit=config.limit,
+                                 accept_exclusions=config.accept_exclusions)
+    if on_data is not None:
+        on_data(summary)
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
     model = attach_lora(model, rank=config.rank, alpha=config.alpha, dropout=config.dropout,
                         targets=config.target_modules)
     model.train()
-
-    pairs, counts = build_pairs(tokenizer, config.task, few_shot=config.few_shot,
-                                negatives=config.negatives, max_length=config.max_length,
-                                seed=config.seed, limit=config.limit)
     train_pairs, val_pairs = split_validation(pairs, config.val_fraction,
                                               by_document=config.holdout_by_document)
     steps = batch_order(len(train_pairs), batch_size=config.batch_size, epochs=config.epochs,
@@ -233,8 +248,9 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
         batch_pairs = [train_pairs[i] for i in steps[step]]
         tokens = sum(len(p.completion_ids) for p in batch_pairs)
         loss_total = 0.0
-        for start_micro in range(0, len(batch_pairs), micro):
-            loss, _ = summed_loss(model, collate(batch_pairs[start_micro:start_micro + micro],
+        rows = rows_per_pass(batch_pairs, micro, config.micro_batch_tokens)
+        for start_micro in range(0, len(batch_pairs), rows):
+            loss, _ = summed_loss(model, collate(batch_pairs[start_micro:start_micro + rows],
                                                  pad_id, device))
             (loss / tokens).backward()
             loss_total += float(loss.detach())
@@ -246,7 +262,8 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
         history.seconds += time.perf_counter() - step_started
         last = step + 1 == len(steps)
         if (step + 1) % config.eval_every == 0 or last:
-            value = validation_loss(model, val_pairs, pad_id, device, micro)
+            value = validation_loss(model, val_pairs, pad_id, device,
+                                    rows_per_pass(val_pairs, micro, config.micro_batch_tokens))
             if value is not None:
                 history.validation.append((step + 1, value))
         if (step + 1) % config.checkpoint_every == 0 or last:
@@ -260,7 +277,8 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
     card = {
         "format": "1", "base_model": display, "task": config.task, "config": config.model_dump(),
         "complete": done, "steps": len(history.train), "total_steps": len(steps),
-        "data": {**counts, "train_pairs": len(train_pairs), "validation_pairs": len(val_pairs),
+        "data": {**summary.counts(), "train_pairs": len(train_pairs),
+                 "validation_pairs": len(val_pairs),
                  # which training texts were held out: 'matextract eval --task heldout:ADAPTER'
                  "validation_ids": [pair.id for pair in val_pairs],
                  # documents none of whose texts were trained on ('heldout-abstracts:ADAPTER')
@@ -271,12 +289,15 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
         "train_seconds": round(history.seconds, 1),
         "seconds_per_step": round(history.seconds / max(1, len(history.train)), 2),
         "device": device, "torch_threads": torch.get_num_threads(),
+        "peak_memory_mb": peak_memory_mb(device),
         "final_train_loss": history.train[-1][1] if history.train else None,
         "final_validation_loss": history.validation[-1][1] if history.validation else None,
         "history": {"train": history.train, "validation": history.validation},
         "wall_seconds_this_run": round(time.perf_counter() - started, 1),
         # what inference must give this adapter: its prompt and the unit it was trained on
-        "inference": {"few_shot": config.few_shot, "unit": training_unit(config.task)},
+        "inference": {"few_shot": config.few_shot, "unit": training_unit(config.task),
+                      # string and list bounds raised for the gold: inference widens the same
+                      "bounds": summary.bounds.to_dict()},
     }
     if done:
         model.save_pretrained(out)  # standard peft layout: adapter_config.json + safetensors
@@ -285,6 +306,15 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
         write_loss_curve(card, out / "loss_curve.png")
         write_atomic(out / "README.md", readme(card))  # replaces peft's empty template
     return card
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak memory of this process so far (the GPU's when training there), in MB."""
+    if device.startswith("cuda"):
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def store_bf16(weights: Path) -> None:

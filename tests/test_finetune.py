@@ -23,7 +23,8 @@ from finetune.trainer import CARD_FILE, train
 def _config(model_dir, **overrides) -> FinetuneConfig:
     values = dict(task="doping", model=str(model_dir), rank=8, alpha=16, dropout=0.0,
                   epochs=1, batch_size=4, learning_rate=5e-3, warmup_steps=0, limit=24,
-                  val_fraction=0.25, checkpoint_every=1, eval_every=2, max_length=384, seed=3)
+                  val_fraction=0.25, checkpoint_every=1, eval_every=2, max_length=384,
+                  accept_exclusions=True, seed=3)
     values.update(overrides)
     return FinetuneConfig(**values)
 
@@ -88,7 +89,7 @@ def test_training_prompt_equals_the_inference_prompt(tiny_model_dirs):
         assert loaded.tokenizer.decode(pair.prompt_ids) == inference_prompt
         completion = loaded.tokenizer.decode(pair.completion_ids)
         assert json.loads(completion.removesuffix(loaded.tokenizer.eos_token)) == item.gold
-    assert counts["pairs"] == 5
+    assert counts.pairs == 5
 
 
 def test_finetune_command_writes_adapter_card_curve_and_merged_model(tiny_model_dirs, tmp_path):
@@ -121,6 +122,7 @@ def test_fast_loss_equals_the_textbook_loss_and_gradients(arch, tiny_model_dirs)
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dirs[arch])
     pairs, _ = build_pairs(tokenizer, "doping", few_shot=0, negatives=0.3, max_length=384,
+                           accept_exclusions=True,
                            seed=0, limit=4)
     batch = collate(pairs[:4], tokenizer.eos_token_id, "cpu")
     assert batch["shared_prefix"] > 50  # the instructions are shared; the sentences are not

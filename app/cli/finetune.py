@@ -32,7 +32,8 @@ def finetune_command(
         bar.set_postfix(loss=f"{loss:.4f}")
         bar.refresh()
 
-    card = train(config, out, on_step=progress)
+    card = train(config, out, on_step=progress,
+                 on_data=lambda summary: typer.echo(summary.text(), err=True))
     bar.close()
     typer.echo(json.dumps({k: card[k] for k in ("steps", "train_seconds", "final_train_loss",
                                                  "final_validation_loss", "trainable_share")}))

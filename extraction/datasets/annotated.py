@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from extraction.datasets.conversion import merge_records
 from extraction.errors import MatextractError
 from extraction.schemas import builtin_names, get_schema
+from extraction.schemas.bounds import schema_bounds
 
 MAX_REPORTED_PROBLEMS = 20
 
@@ -106,6 +107,11 @@ def read_annotated_jsonl(path: Path) -> AnnotatedFile:
             spec = get_schema(schema)
         except MatextractError as exc:
             problems.append(f"{path}: schema {schemas[0]!r}: {exc.message}")
+        else:
+            if not schema_bounds(spec).strings:
+                problems.append(f"{path}: schema {schemas[0]!r} has no string field: there is "
+                                "no text value to extract, link to evidence or learn from")
+                spec = None
     examples: list[AnnotatedText] = []
     seen: set[str] = set()
     for number, row in rows:
