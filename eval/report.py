@@ -21,7 +21,7 @@ from extraction.storage.fileio import write_atomic
 from extraction.storage.jsonl import read_jsonl
 from eval.nerre_scoring import Score, nanmean
 from eval.normalised import ENTRY_LAYOUT, score_example
-from eval.runner import META_SUFFIX, RESULT_KEYS, RESULTS_SUFFIX
+from eval.runner import META_SUFFIX, RESULT_KEYS, RESULTS_SUFFIX, empty_answer
 from eval.tasks import doping_to_ours, entries_to_ours, strict_counts
 
 PUBLISHED = {  # model label, parameters, file key in data/nerre
@@ -103,6 +103,9 @@ def summarise(meta: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> di
                         "normalised": headline(normalised, schema)},
         "parse_rate": _mean([float(line["parses"]) for line in lines if "parses" in line]),
         "validity_rate": _mean([float(line["valid"]) for line in lines if "valid" in line]),
+        # of the texts whose gold is filled, the share answered with an empty record
+        "empty_answer_rate": _mean([float(line["empty_answer"]) for line in lines
+                                    if line.get("empty_answer") is not None]),
         "grounding_rate": sum(line.get("grounded", 0) for line in lines) / values
         if values else None,
         "exact_match": (strict or normalised or {}).get("exact_match"),
@@ -166,6 +169,7 @@ def markdown_table(task: str, rows: Sequence[Mapping[str, Any]]) -> str:
     columns += _quality_columns(task, rows)
     columns += [("exact", lambda r: r["exact_match"]), ("parse", lambda r: r["parse_rate"]),
                 ("valid", lambda r: r["validity_rate"]),
+                ("empty", lambda r: r.get("empty_answer_rate")),
                 ("grounded", lambda r: r["grounding_rate"]),
                 ("s/example", lambda r: _f(r["seconds_per_example"], 2)),
                 ("tok/s", lambda r: _f(r["tokens_per_second"], 1)),
@@ -188,17 +192,19 @@ def _published_cached(task: str) -> tuple[dict[str, Any], ...]:
         if kind == "doping" and not fold:
             for p in nerre_data.load_doping_predictions(key):
                 ours = doping_to_ours(p.record) if p.record else None
+                gold = doping_to_ours(p.sentence.gold)
                 lines.append({"strict": strict_counts("doping", p.sentence.gold, p.record),
-                              "normalised": score_example(doping_to_ours(p.sentence.gold),
-                                                          ours, "doping"),
-                              "parses": p.record is not None})
+                              "normalised": score_example(gold, ours, "doping"),
+                              "parses": p.record is not None,
+                              "empty_answer": empty_answer(gold, ours)})
         elif kind in ENTRY_LAYOUT and fold.isdigit() and int(fold) < nerre_data.N_FOLDS:
             for e in nerre_data.load_entry_predictions(kind, key, int(fold)):
                 ours = entries_to_ours(e.entries, kind) if e.entries is not None else None
+                gold = entries_to_ours(e.gold, kind)
                 lines.append({"strict": strict_counts(kind, e.gold, e.entries),
-                              "normalised": score_example(entries_to_ours(e.gold, kind),
-                                                          ours, kind),
-                              "parses": e.entries is not None})
+                              "normalised": score_example(gold, ours, kind),
+                              "parses": e.entries is not None,
+                              "empty_answer": empty_answer(gold, ours)})
         else:
             return ()
         meta = {"id": f"published-{key}", "task": task, "published": True,

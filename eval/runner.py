@@ -25,6 +25,7 @@ from eval.tasks import Task, TaskExample, merge_records, score_prediction
 from extraction import models
 from extraction.errors import ConfigError, GenerationError, ModelNotFoundError
 from extraction.pipeline import Extraction, Extractor, ExtractorConfig
+from extraction.schemas.fewshot_choice import filled_paths
 from extraction.storage.fileio import write_atomic
 from extraction.storage.hashing import stable_hash
 from extraction.storage.jsonl import Appender, read_jsonl, rewrite_jsonl
@@ -33,8 +34,8 @@ from extraction.types import Document
 RESULTS_SUFFIX = ".jsonl"
 RESULT_KEYS = ("id",)  # a results line without them is not one of ours: skipped, redone
 META_SUFFIX = ".config.json"
-# Set by --model, --adapter and the task, never by --set.
-NOT_OPTIONS = ("model", "adapter", "schema_name")
+# Set by --model, --adapter, --examples and the task, never by --set.
+NOT_OPTIONS = ("model", "adapter", "schema_name", "examples")
 _NONE = {"none", "null"}
 
 
@@ -54,7 +55,8 @@ def parse_options(items: Sequence[str]) -> dict[str, list[Any]]:
             raise ConfigError(f"--set {item!r} is not KEY=VALUE[,VALUE...]",
                               hint="e.g. --set max_attempts=1,2 --set constrained=true,false")
         if key not in valid:
-            extra = " (use --model / --adapter / the task for it)" if key in NOT_OPTIONS else ""
+            extra = (" (use --model / --adapter / --examples / the task for it)"
+                     if key in NOT_OPTIONS else "")
             raise ConfigError(f"unknown option {key!r}{extra}",
                               hint=f"options: {', '.join(valid)}")
         values = []
@@ -80,7 +82,7 @@ def build_grid(task: Task, model_names: Sequence[str], adapters: Sequence[str | 
         for values in itertools.product(*(options[k] for k in keys)):
             chosen = dict(zip(keys, values))
             config = ExtractorConfig(model=model, adapter=adapter, schema_name=task.schema,
-                                     **chosen)
+                                     examples=task.examples_file, **chosen)
             grid.append((config, chosen))
     return grid
 
@@ -151,6 +153,12 @@ def _parses(raw: str) -> bool:
     return True
 
 
+def empty_answer(gold: Any, prediction: Any) -> bool | None:
+    """True when the gold holds a string or number but the answer none (the small models'
+    shortest valid answer); None when the gold is empty itself (nothing to miss)."""
+    return None if not filled_paths(gold) else not filled_paths(prediction)
+
+
 def result_line(task: Task, example: TaskExample, extraction: Extraction | None,
                 *, seconds: float, error: str | None = None) -> dict[str, Any]:
     """Everything one example contributes to a report (pure; scores included)."""
@@ -177,6 +185,7 @@ def result_line(task: Task, example: TaskExample, extraction: Extraction | None,
            for key in ("forward_passes", "forced_tokens", "grammar_seconds")},
         "seconds": round(seconds, 4),
         "exception": error,  # the pipeline raised on this text (scored as no answer)
+        "empty_answer": empty_answer(example.gold, prediction),
         "errors": extraction.errors if extraction else [],
         **score_prediction(task, example, prediction),
     }
@@ -285,6 +294,7 @@ def run_grid(task: Task, grid: Sequence[tuple[ExtractorConfig, dict]], *, out: P
                                  precision=config.precision, adapter=config.adapter)
             loaded_key = _load_key(config)
         extractor = Extractor(config, loaded=loaded, examples=task.few_shot)
+        meta["prompt_examples"] = [x.origin for x in extractor.examples]
         meta["model"] = {"name": loaded.name, "precision": loaded.precision,
                          "device": loaded.device, "parameters": _parameters(loaded, config.model)}
         meta["command"] = command or " ".join(sys.argv)

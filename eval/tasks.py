@@ -9,6 +9,7 @@ and ``heldout-abstracts:ADAPTER`` (training texts the adapter held out, for choo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,12 +28,13 @@ from extraction.datasets.splits import training_split
 from extraction.models import adapter_card
 from extraction.schemas import get_schema
 from extraction.schemas.base import Example
+from extraction.schemas.fewshot_choice import read_examples_file
 
 # Re-exported: the names eval's callers and tests use for conversion and task errors.
 __all__ = ["ENTRY_LAYOUT", "Task", "TaskError", "TaskExample", "doping_to_ours",
            "doping_to_strict", "entries_to_ours", "load_jsonl_task", "load_task",
            "merge_records", "ours_to_entries", "score_prediction", "strict_counts",
-           "to_strict"]
+           "to_strict", "with_examples_file"]
 
 STRICT_SCORERS = ("doping", "general", "mof")
 FEWSHOT_PER_FOLD = 2
@@ -58,6 +60,9 @@ class Task:
     examples: tuple[TaskExample, ...]
     few_shot: tuple[Example, ...]  # from the task's training data, never its scored split
     strict: str | None = None  # which strict scorer applies ("doping", "general", "mof")
+    # --examples: the annotated file few_shot came from (its texts are candidates, chosen per
+    # configuration); None: few_shot is the task's own
+    examples_file: str | None = None
 
 
 # --- converters ---------------------------------------------------------------------------
@@ -101,9 +106,26 @@ def score_prediction(task: Task, example: TaskExample,
 
 # --- built-in tasks ------------------------------------------------------------------------
 
-def load_task(name: str) -> Task:
+def load_task(name: str, *, examples: Path | None = None) -> Task:
     """``doping`` | ``doping-abstracts`` | ``general:K`` | ``mof:K`` | ``jsonl:PATH`` |
-    ``heldout:ADAPTER`` | ``heldout-abstracts:ADAPTER``."""
+    ``heldout:ADAPTER`` | ``heldout-abstracts:ADAPTER``; few-shot examples from the annotated
+    file ``examples`` instead of the task's own (``with_examples_file``)."""
+    task = _named_task(name)
+    return task if examples is None else with_examples_file(task, examples)
+
+
+def with_examples_file(task: Task, path: Path) -> Task:
+    """``task`` with the texts of an annotated file (``--examples``, the task's schema) as its
+    few-shot candidates; any that is (part of) a scored text is dropped."""
+    kept = _without_leaks(read_examples_file(path, schema=task.schema), task.examples)
+    if not kept:
+        raise TaskError(f"--examples {path}: every text in it is also a scored text of task "
+                        f"{task.name!r}",
+                        hint="few-shot examples must come from training texts, not the test set")
+    return dataclasses.replace(task, few_shot=kept, examples_file=str(path))
+
+
+def _named_task(name: str) -> Task:
     kind, _, arg = name.partition(":")
     if kind == "doping" and not arg:
         return _doping_task(name)
@@ -221,13 +243,14 @@ def _entry_task(name: str, schema: str, fold: int) -> Task:
 
 # --- the generic JSONL format ----------------------------------------------------------------
 
-
-# --- the generic JSONL format ----------------------------------------------------------------
-
-def load_jsonl_task(path: Path, *, name: str | None = None) -> Task:
-    """A user's annotated JSONL file as a task (format in eval/README.md)."""
+def load_jsonl_task(path: Path, *, name: str | None = None,
+                    examples: Path | None = None) -> Task:
+    """A user's annotated JSONL file as a task (format in eval/README.md). Few-shot examples:
+    from the annotated file ``examples`` (training texts), else the schema's own (a JSON
+    Schema file's ``examples``); never a scored line."""
     loaded = read_annotated_jsonl(path)
-    examples = tuple(TaskExample(e.id, e.text, e.gold) for e in loaded.examples)
+    scored = tuple(TaskExample(e.id, e.text, e.gold) for e in loaded.examples)
     strict = loaded.schema if loaded.schema in STRICT_SCORERS else None
-    return Task(name or f"jsonl:{path}", loaded.schema, examples,
-                _without_leaks(get_schema(loaded.schema).examples, examples), strict=strict)
+    task = Task(name or f"jsonl:{path}", loaded.schema, scored,
+                _without_leaks(get_schema(loaded.schema).examples, scored), strict=strict)
+    return task if examples is None else with_examples_file(task, examples)

@@ -91,7 +91,8 @@ def test_fingerprint_follows_the_affects_output_flag(name):
     other = {"schema_name": "general", "model": "gemma3-270m", "adapter": "doping-smollm2",
              "unit": "sentence", "extractive": False,
              "precision": "float32", "device": "cpu", "retrieval": "off",
-             "embedding_model": "mpnet", "index_dir": "/tmp/index", "few_shot": 1}
+             "embedding_model": "mpnet", "index_dir": "/tmp/index", "few_shot": 1,
+             "examples": "/tmp/train.jsonl"}
     if name in other:
         value = other[name]
     elif isinstance(field.default, bool):

@@ -13,8 +13,13 @@ from typing import Annotated, Optional
 import typer
 
 from app.cli.running import standalone
+from extraction.config import ExtractorConfig
 from extraction.errors import ConfigError
 from extraction.models import DEFAULT_MODEL
+
+EXAMPLES_HELP = (f"{ExtractorConfig.model_fields['examples'].description}; any of its texts "
+                 "that is also a scored text is left out")
+
 
 def run_eval(
     task: Annotated[str, typer.Option(
@@ -29,6 +34,7 @@ def run_eval(
     set_options: Annotated[Optional[list[str]], typer.Option(
         "--set", help="OPTION=V1,V2 (any ExtractorConfig field), e.g. max_attempts=1,2; "
                       "repeat for a grid")] = None,
+    examples: Annotated[Optional[Path], typer.Option(help=EXAMPLES_HELP)] = None,
     limit: Annotated[Optional[int], typer.Option(help="only the first N examples")] = None,
     out: Annotated[Path, typer.Option(help="results folder (re-run to resume)")]
     = Path("eval-results"),
@@ -47,11 +53,11 @@ def run_eval(
             None if not a or a.lower() == "none" else a for a in adapters or ["auto"]]
         grid_options = parse_options(set_options or [])
         check_models(chosen, chosen_adapters)
-        loaded_task = load_task(task)
+        loaded_task = load_task(task, examples=examples)
         grid = build_grid(loaded_task, chosen, chosen_adapters, grid_options)
         run_grid(loaded_task, grid, out=out, limit=limit,
                  command=command_line(task, chosen, chosen_adapters, set_options or [],
-                                      limit, out))
+                                      limit, out, examples=examples))
     elif not out.is_dir():
         raise ConfigError(f"{out} is not a results folder", hint="run without --report-only")
     markdown = write_report(out)
@@ -60,12 +66,14 @@ def run_eval(
 
 
 def command_line(task: str, models: list[str], adapters: list[str | None],
-                 set_options: list[str], limit: int | None, out: Path) -> str:
+                 set_options: list[str], limit: int | None, out: Path, *,
+                 examples: Path | None = None) -> str:
     """The command that reproduces a run, however it was started (saved beside the results)."""
     words = ["matextract", "eval", "--task", task]
     words += [w for m in models for w in ("--model", m)]
     words += [w for a in adapters for w in ("--adapter", a or "none")]
     words += [w for o in set_options for w in ("--set", o)]
+    words += ["--examples", str(examples)] if examples is not None else []
     words += ["--limit", str(limit)] if limit is not None else []
     return " ".join(shlex.quote(w) for w in [*words, "--out", str(out)])
 

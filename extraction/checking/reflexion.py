@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from extraction.checking.grounding import Grounder
-from extraction.schemas.base import SchemaSpec, string_leaves
+from extraction.schemas.base import SchemaSpec, scalar_leaves, string_leaves
 from extraction.checking.validation import Validated, validate
 
 
@@ -62,13 +62,16 @@ def find_ungrounded(record: Any, grounder: Grounder) -> list[str]:
 
 
 def find_missing(spec: SchemaSpec, parsed: Any, text: str) -> list[str]:
-    """Fields left empty although a cue in the text shows they should not be."""
+    """Top-level fields left empty although a cue in the text shows they should not be.
+
+    Empty: no value anywhere below the field, so ``[{"host": null}]`` is as empty as ``[]``
+    (a model holding on to the shortest valid answer writes either)."""
     cues: dict[str, str] = spec.extra.get("cues", {})
     if not isinstance(parsed, dict):
         return []
     problems = []
     for field_name, pattern in cues.items():
-        if parsed.get(field_name):
+        if any(True for _ in scalar_leaves(parsed.get(field_name))):
             continue
         match = re.search(pattern, text)
         if match:
