@@ -21,10 +21,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from eval.tasks import Task, TaskExample, merge_records, score_prediction
+from eval.tasks import Task, TaskError, TaskExample, merge_records, score_prediction
 from extraction import models
 from extraction.errors import ConfigError, GenerationError, ModelNotFoundError
-from extraction.pipeline import Extraction, Extractor, ExtractorConfig
+from extraction.datasets.annotated import MAX_EXCLUDED_SHARE
+from extraction.pipeline import Extraction, Extractor, ExtractorConfig, adapted_schema
 from extraction.schemas.fewshot_choice import filled_paths
 from extraction.storage.fileio import write_atomic
 from extraction.storage.hashing import stable_hash
@@ -97,6 +98,35 @@ def check_models(model_names: Sequence[str], adapters: Sequence[str | None]) -> 
     for adapter in adapters:
         if adapter not in (None, models.AUTO_ADAPTER):
             models.resolve_adapter(adapter)  # raises with the shipped names as a hint
+
+
+def check_reachable(task: Task, grid: Sequence[tuple[ExtractorConfig, dict]], *,
+                    accept: bool = False) -> list[str]:
+    """For a user's JSONL task: which examples hold gold the run's schema (widened by the
+    adapter's learnt bounds) cannot produce, e.g. values longer than a string bound.
+
+    Returns summary lines; more than ``MAX_EXCLUDED_SHARE`` of the examples unreachable
+    raises ``TaskError`` unless ``accept``: such a run would score the bounds, not the model.
+    """
+    if not task.name.startswith("jsonl:"):
+        return []
+    lines = []
+    for config in {(c.schema_name, c.adapter): c for c, _ in grid}.values():
+        spec = adapted_schema(config)
+        unreachable = [e.id for e in task.examples if not spec.accepts(e.gold)]
+        who = f"adapter {config.adapter}" if config.adapter else "the schema's own bounds"
+        line = (f"{task.name}: {len(task.examples)} examples; {len(unreachable)} with gold "
+                f"that {who} cannot produce" + (f" ({', '.join(unreachable[:10])}"
+                                                 f"{' ...' if len(unreachable) > 10 else ''})"
+                                                 if unreachable else ""))
+        lines.append(line)
+        if len(unreachable) > MAX_EXCLUDED_SHARE * len(task.examples) and not accept:
+            raise TaskError(line + " (a value longer than its string bound, or more items "
+                            "than a list allows)",
+                            hint="raise maxLength / maxItems in the schema, evaluate an adapter "
+                                 "fine-tuned on such data (it learns the bounds), or pass "
+                                 "--accept-unreachable")
+    return lines
 
 
 def run_id(task_name: str, config: ExtractorConfig, options: Mapping[str, Any]) -> str:

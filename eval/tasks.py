@@ -160,8 +160,10 @@ def heldout_task(name: str, adapter: str) -> Task:
         TaskExample(item.id, item.text, item.gold,
                     to_strict(item.gold, scorer) if scorer else None)
         for item in positives + negatives if item.id in held_out)
-    few_shot = fold_few_shot(schema, int(card["task"].partition(":")[2])) \
-        if ":" in card["task"] and schema in ENTRY_LAYOUT else get_schema(schema).examples
+    kind, _, fold = card["task"].partition(":")
+    # a fold of general/mof: that fold's examples; a jsonl: task (any schema): the schema's
+    few_shot = fold_few_shot(schema, int(fold)) if kind in ENTRY_LAYOUT and fold.isdigit() \
+        else get_schema(schema).examples
     return Task(name, schema, examples, _without_leaks(few_shot, examples), strict=scorer)
 
 

@@ -6,10 +6,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from extraction import prompting
-from extraction.schemas import SchemaSpec, get_schema
+from extraction.schemas import get_schema
+from extraction.datasets.annotated import MAX_EXCLUDED_SHARE
 from extraction.datasets.splits import training_split
 from extraction.errors import MatextractError
 from extraction.schemas.base import Example, scalar_leaves
@@ -28,17 +27,6 @@ class Pair:
         return len(self.prompt_ids) + len(self.completion_ids)
 
 
-def fits_schema(spec: SchemaSpec, gold: dict[str, Any]) -> bool:
-    """Targets the grammar could not produce (too long, too many items) teach nothing."""
-    try:
-        spec.model.model_validate(gold)
-    except ValidationError:
-        return False
-    return True
-
-
-# Excluding more than this share of a user's examples stops training unless accepted.
-MAX_EXCLUDED_SHARE = 0.02
 MAX_LISTED_IDS = 10
 
 
@@ -123,7 +111,7 @@ def build_pairs(tokenizer: Any, task: str, *, few_shot: int, negatives: float,
                           empty_gold=sum(1 for a in items if not any(scalar_leaves(a.gold))))
     built = []
     for item in items:
-        if not fits_schema(spec, item.gold):
+        if not spec.accepts(item.gold):
             summary.excluded.setdefault("gold does not validate against the schema",
                                         []).append(item.id)
             continue

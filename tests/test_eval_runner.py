@@ -154,3 +154,28 @@ def test_unknown_model_fails_before_any_work(tmp_path):
         run_eval(task="doping", models=["no-such-model"], adapters=None, set_options=None,
                  limit=1, out=tmp_path / "x", report_only=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_jsonl_task_whose_gold_the_bounds_cannot_hold_stops_before_any_work(
+        tiny_model_dirs, tmp_path):
+    from eval.runner import build_grid, check_reachable
+    from eval.tasks import TaskError, load_task
+
+    (tmp_path / "notes.json").write_text(json.dumps({"type": "object", "properties": {
+        "procedure": {"type": "string"}}}))  # default bound: 64 characters
+    long_value = "stirred for two hours in ethanol, dried at 80 C and calcined at 500 C in air"
+    lines = [{"id": f"t{n}", "text": f"Sample {n} was {long_value}.", "schema": "notes.json",
+              "gold": {"procedure": long_value if n < 2 else "stirred"}} for n in range(5)]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "results"
+    with pytest.raises(TaskError, match=r"5 examples; 2 with gold that the schema's own bounds "
+                                        r"cannot produce \(t0, t1\)"):
+        run_eval(task=f"jsonl:{path}", models=[str(tiny_model_dirs["llama"])],
+                 adapters=["none"], set_options=OPTIONS, limit=1, out=out, report_only=False)
+    assert not out.exists()
+    task = load_task(f"jsonl:{path}")
+    grid = build_grid(task, [str(tiny_model_dirs["llama"])], [None], {})
+    assert check_reachable(task, grid, accept=True) == [
+        f"jsonl:{path}: 5 examples; 2 with gold that the schema's own bounds cannot produce "
+        "(t0, t1)"]

@@ -39,13 +39,17 @@ def run_eval(
     out: Annotated[Path, typer.Option(help="results folder (re-run to resume)")]
     = Path("eval-results"),
     report_only: Annotated[bool, typer.Option(help="only rebuild the report from --out")] = False,
+    accept_unreachable: Annotated[bool, typer.Option(
+        help="run a jsonl: task even when over 2% of its gold cannot be produced under the "
+             "schema's bounds")] = False,
 ) -> None:
     """Run models x adapters x options on a task (resumable), then write results.json,
     report.md and PNG plots into --out and print the table."""
     from eval.report import write_report
 
     if not report_only:
-        from eval.runner import build_grid, check_models, parse_options, run_grid
+        from eval.runner import (build_grid, check_models, check_reachable, parse_options,
+                                 run_grid)
         from eval.tasks import load_task
 
         chosen = list(models or [DEFAULT_MODEL])
@@ -55,6 +59,8 @@ def run_eval(
         check_models(chosen, chosen_adapters)
         loaded_task = load_task(task, examples=examples)
         grid = build_grid(loaded_task, chosen, chosen_adapters, grid_options)
+        for line in check_reachable(loaded_task, grid, accept=accept_unreachable):
+            typer.echo(line, err=True)
         run_grid(loaded_task, grid, out=out, limit=limit,
                  command=command_line(task, chosen, chosen_adapters, set_options or [],
                                       limit, out, examples=examples))

@@ -16,6 +16,9 @@ from extraction.schemas import builtin_names, get_schema
 from extraction.schemas.bounds import schema_bounds
 
 MAX_REPORTED_PROBLEMS = 20
+# A user's examples that training would leave out, or whose gold a run's schema cannot
+# produce in eval: over this share stops the command unless the user accepts it.
+MAX_EXCLUDED_SHARE = 0.02
 
 
 class TaskError(MatextractError):

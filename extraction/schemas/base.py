@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 # Applied to any string/array in a schema that sets no bound of its own, so that decoding
 # always finishes inside its budget (small models loop inside strings and lists).
@@ -60,6 +60,15 @@ class SchemaSpec:
     def field_descriptions(self) -> dict[str, str]:
         """Dotted field path -> description; used as retrieval queries and in the prompt."""
         return dict(_describe(self.json_schema()))
+
+    def accepts(self, record: Any) -> bool:
+        """Whether ``record`` validates: gold the grammar could not produce (too long, too
+        many items) can neither be taught nor scored as reachable."""
+        try:
+            self.model.model_validate(record)
+        except ValidationError:
+            return False
+        return True
 
     def check(self, record: BaseModel) -> list[str]:
         return [problem for rule in self.checks for problem in rule(record)]
