@@ -97,7 +97,11 @@ def summarise(meta: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> di
         "id": meta.get("id"), "task": task, "published": bool(meta.get("published")),
         "model": model.get("name") or Path(str(meta.get("config", {}).get("model", "?"))).name,
         "adapter": meta.get("config", {}).get("adapter"),
-        "options": dict(meta.get("options", {})), "parameters": model.get("parameters"),
+        # --examples is not a --set option, but it changes the prompt: shown with them
+        "options": {**meta.get("options", {}),
+                    **({"examples": Path(str(meta["config"]["examples"])).name}
+                       if meta.get("config", {}).get("examples") else {})},
+        "parameters": model.get("parameters"),
         "n": len(lines), "strict": strict, "normalised": normalised, "schema": schema,
         "headline_f1": {"strict": headline(strict, schema),
                         "normalised": headline(normalised, schema)},

@@ -122,8 +122,7 @@ def test_fast_loss_equals_the_textbook_loss_and_gradients(arch, tiny_model_dirs)
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dirs[arch])
     pairs, _ = build_pairs(tokenizer, "doping", few_shot=0, negatives=0.3, max_length=384,
-                           accept_exclusions=True,
-                           seed=0, limit=4)
+                           accept_exclusions=True, seed=0, limit=4)
     batch = collate(pairs[:4], tokenizer.eos_token_id, "cpu")
     assert batch["shared_prefix"] > 50  # the instructions are shared; the sentences are not
     model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dirs[arch]),

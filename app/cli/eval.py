@@ -63,7 +63,8 @@ def run_eval(
             typer.echo(line, err=True)
         run_grid(loaded_task, grid, out=out, limit=limit,
                  command=command_line(task, chosen, chosen_adapters, set_options or [],
-                                      limit, out, examples=examples))
+                                      limit, out, examples=examples,
+                                      accept_unreachable=accept_unreachable))
     elif not out.is_dir():
         raise ConfigError(f"{out} is not a results folder", hint="run without --report-only")
     markdown = write_report(out)
@@ -73,7 +74,7 @@ def run_eval(
 
 def command_line(task: str, models: list[str], adapters: list[str | None],
                  set_options: list[str], limit: int | None, out: Path, *,
-                 examples: Path | None = None) -> str:
+                 examples: Path | None = None, accept_unreachable: bool = False) -> str:
     """The command that reproduces a run, however it was started (saved beside the results)."""
     words = ["matextract", "eval", "--task", task]
     words += [w for m in models for w in ("--model", m)]
@@ -81,6 +82,7 @@ def command_line(task: str, models: list[str], adapters: list[str | None],
     words += [w for o in set_options for w in ("--set", o)]
     words += ["--examples", str(examples)] if examples is not None else []
     words += ["--limit", str(limit)] if limit is not None else []
+    words += ["--accept-unreachable"] if accept_unreachable else []
     return " ".join(shlex.quote(w) for w in [*words, "--out", str(out)])
 
 
