@@ -263,3 +263,21 @@ def test_a_heldout_doping_run_is_reported_with_triplet_f1_and_doping_columns():
     assert row["headline_f1"]["strict"] == row["strict"]["links"]["host-dopant"]["f1"] == 0.0
     header = markdown_table("heldout:some-adapter", [row]).splitlines()[0]
     assert "strict triplet F1" in header and "norm. link F1" in header
+
+
+def test_heldout_task_of_a_jsonl_adapter_with_a_built_in_entry_schema(tmp_path):
+    # the card's task is a file path, not a fold number: the schema's own examples apply
+    lines = [{"id": f"m{n}", "text": f"LiFePO4 sample {n} is a cathode.", "schema": "general",
+              "gold": {"materials": [{"formula": "LiFePO4", "name": "", "acronym": "",
+                                      "applications": ["cathode"], "structure_or_phase": [],
+                                      "description": []}]}} for n in range(3)]
+    path = tmp_path / "corrections.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "matextract-adapter.json").write_text(json.dumps(
+        {"task": f"jsonl:{path}", "base_model": "x", "data": {"validation_ids": ["m1"]}}))
+    task = load_task(f"heldout:{adapter}")
+    assert [e.id for e in task.examples] == ["m1"] and task.schema == "general"
+    assert task.few_shot and all(x.origin.startswith("nerre-general") for x in task.few_shot)
