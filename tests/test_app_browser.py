@@ -62,7 +62,7 @@ def server(default_model_dir, tmp_path_factory):
            limits.ENV_EVAL_DIR: str(folder / "no-eval-results"),
            limits.ENV_CORRECTIONS: str(folder / "corrections")}
     log = (folder / "server.log").open("w")
-    process = subprocess.Popen(streamlit_command(port=port, max_upload_mb=5, open_browser=False),
+    process = subprocess.Popen(streamlit_command(port=port, max_upload_mb=5),
                                stdout=log, stderr=subprocess.STDOUT, env=env,
                                start_new_session=True)
     url = f"http://localhost:{port}"

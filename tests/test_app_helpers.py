@@ -240,7 +240,7 @@ def test_corrections_with_an_uploaded_schema_copy_it_beside_the_file(tmp_path):
 # --- the launcher --------------------------------------------------------------------------
 
 def test_the_server_listens_on_localhost_with_the_upload_limit():
-    command = streamlit_command(port=8765, max_upload_mb=7, open_browser=False)
+    command = streamlit_command(port=8765, max_upload_mb=7)
     text = " ".join(command)
     assert command[1:4] == ["-m", "streamlit", "run"]
     assert Path(command[4]).name == "streamlit_app.py" and Path(command[4]).exists()

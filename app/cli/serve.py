@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,15 +23,41 @@ from extraction.errors import ConfigError
 APP_SCRIPT = Path(__file__).parents[1] / "web" / "streamlit_app.py"
 
 
-def streamlit_command(*, port: int, max_upload_mb: int, open_browser: bool) -> list[str]:
-    """The ``streamlit run`` command line: localhost only, no usage statistics, upload limit."""
+def streamlit_command(*, port: int, max_upload_mb: int) -> list[str]:
+    """The ``streamlit run`` command line: localhost only, no usage statistics, upload limit.
+
+    Always headless: without it Streamlit's first run in a fresh home stops at an e-mail
+    prompt on the terminal and serves nothing (``open_browser_when_up`` opens the tab).
+    """
     return [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
             "--server.address", "localhost", "--server.port", str(port),
             "--server.maxUploadSize", str(max_upload_mb),
-            "--server.headless", "false" if open_browser else "true",
+            "--server.headless", "true",
             "--server.fileWatcherType", "none", "--server.runOnSave", "false",
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
             "--global.developmentMode", "false"]
+
+
+# Run detached, so that it outlives the exec into Streamlit: waits for the port, opens a tab.
+_OPENER = """
+import socket, sys, time, webbrowser
+port = int(sys.argv[1])
+for _ in range(240):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        time.sleep(0.5)
+        continue
+    webbrowser.open(f"http://localhost:{port}")
+    break
+"""
+
+
+def open_browser_when_up(port: int) -> None:
+    """Open a browser tab on the app once it listens (at most two minutes of waiting)."""
+    subprocess.Popen([sys.executable, "-c", _OPENER, str(port)], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
 
 
 def _port_free(port: int) -> bool:
@@ -71,8 +98,9 @@ def app_command(
             env[name] = str(Path(value).expanduser().resolve()) if isinstance(value, Path) \
                 else str(value)
     typer.echo(f"matextract app: http://localhost:{port}  (Ctrl+C stops it)", err=True)
-    command = streamlit_command(port=port, max_upload_mb=max_upload_mb,
-                                open_browser=open_browser)
+    command = streamlit_command(port=port, max_upload_mb=max_upload_mb)
+    if open_browser:
+        open_browser_when_up(port)
     sys.stdout.flush()
     sys.stderr.flush()
     # Become the server (no wrapper process): Ctrl+C and kill reach Streamlit itself.
