@@ -72,8 +72,8 @@ def test_pages_are_marked_and_paths_parsed():
 
 # --- review: editors and validation --------------------------------------------------------
 
-EXPECTED_KINDS = {"doping": {"hosts": "lines", "dopants": "lines", "links": "table"},
-                  "general": {"materials": "table"}, "mof": {"mofs": "table"}}
+EXPECTED_KINDS = {"doping": {"hosts": "lines", "dopants": "lines", "links": "json"},
+                  "general": {"materials": "json"}, "mof": {"mofs": "json"}}
 
 
 @pytest.mark.parametrize("schema", builtin_names())
@@ -101,31 +101,6 @@ def test_errors_are_reported_per_field_and_checks_are_warnings():
                                          "links": '[{"host": "TiO2", "dopant": "Al"}]'},
                           fallback)
     assert warned.valid and "not listed in hosts" in warned.problems["links"][0]
-
-
-def test_lists_of_entries_are_edited_as_table_rows():
-    import pandas as pd
-
-    spec = get_schema("mof")
-    mofs = {f.name: f for f in review.field_specs(spec)}["mofs"]
-    assert mofs.columns[:2] == (("name_of_mof", "text"), ("mof_formula", "text"))
-    record = {"mofs": [{"name_of_mof": "ZIF-8", "mof_formula": "", "mof_description": [],
-                        "guest_species": ["CO2", "CH4"], "applications": ["gas storage"]}]}
-    table = review.to_editor(mofs, record["mofs"])
-    assert list(table.columns) == [name for name, _ in mofs.columns]
-    assert table.loc[0, "guest_species"] == "CO2; CH4"
-    # the user adds a row (list cells separated by ';') and leaves the editor's blank row
-    edited = pd.concat([table, pd.DataFrame([
-        {"name_of_mof": " MOF-5 ", "mof_formula": "Zn4O(BDC)3", "mof_description": "",
-         "guest_species": "H2 ;", "applications": "hydrogen storage; catalysis"},
-        {name: None for name, _ in mofs.columns}])], ignore_index=True)
-    checked = review.check(spec, [mofs], {"mofs": edited}, record)
-    assert checked.valid, checked.errors
-    assert checked.record["mofs"] == [record["mofs"][0], {
-        "name_of_mof": "MOF-5", "mof_formula": "Zn4O(BDC)3", "mof_description": [],
-        "guest_species": ["H2"], "applications": ["hydrogen storage", "catalysis"]}]
-    empty = review.to_editor(mofs, [])
-    assert empty.empty and list(empty.columns) == list(table.columns)
 
 
 def test_user_schema_fields_get_matching_editors(tmp_path):

@@ -19,8 +19,6 @@ from pydantic import ValidationError
 from extraction.schemas.base import SchemaSpec
 
 RECORD_LEVEL = "(record)"  # key for problems that name no field
-ITEM_SEPARATOR = ";"  # between the items of a list inside one table cell
-_CELL_KINDS = ("text", "integer", "number", "bool", "lines")
 
 
 @dataclass(frozen=True)
@@ -28,18 +26,14 @@ class FieldSpec:
     """How one top-level field is edited."""
 
     name: str
-    kind: str  # "text" | "integer" | "number" | "bool" | "lines" | "table" | "json"
+    kind: str  # "text" | "integer" | "number" | "bool" | "lines" | "json"
     nullable: bool = False
     description: str = ""
-    # "table": a list of flat objects, one row per item; (column, kind of its cells)
-    columns: tuple[tuple[str, str], ...] = ()
 
     @property
     def help(self) -> str:
         how = {"lines": "one item per line", "json": "JSON", "integer": "a whole number",
-               "number": "a number",
-               "table": f"one row per entry; list cells: items separated by '{ITEM_SEPARATOR}'"
-               }.get(self.kind, "")
+               "number": "a number"}.get(self.kind, "")
         return "; ".join(part for part in (self.description, how) if part)
 
 
@@ -66,31 +60,9 @@ def field_specs(spec: SchemaSpec) -> list[FieldSpec]:
         options = [_deref(p, defs) for p in prop.get("anyOf", [prop])]
         nullable = any(p.get("type") == "null" for p in options)
         options = [p for p in options if p.get("type") != "null"] or [{}]
-        kind = _kind(options[0], defs) if len(options) == 1 else "json"
-        columns = _columns(options[0], defs) if kind == "json" and len(options) == 1 else ()
-        fields.append(FieldSpec(name, "table" if columns else kind, nullable,
-                                str(prop.get("description", "")), columns))
+        fields.append(FieldSpec(name, _kind(options[0], defs) if len(options) == 1 else "json",
+                                nullable, str(prop.get("description", ""))))
     return fields
-
-
-def _columns(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The columns of an array of flat objects (every property a scalar or a list of
-    strings), else () and the field stays a JSON editor."""
-    if prop.get("type") != "array":
-        return ()
-    items = _deref(prop.get("items", {}), defs)
-    properties = items.get("properties") if items.get("type") == "object" else None
-    if not properties:
-        return ()
-    columns = []
-    for name, node in properties.items():
-        node = _deref(node, defs)
-        branches = [b for b in node.get("anyOf", [node]) if b.get("type") != "null"]
-        kind = _kind(_deref(branches[0], defs), defs) if len(branches) == 1 else "json"
-        if kind not in _CELL_KINDS:
-            return ()
-        columns.append((name, kind))
-    return tuple(columns)
 
 
 def _deref(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,57 +95,13 @@ def to_editor(spec: FieldSpec, value: Any) -> Any:
         return "\n".join(str(item) for item in value)
     if spec.kind == "json":
         return json.dumps(value, indent=1, ensure_ascii=False)
-    if spec.kind == "table":
-        import pandas as pd
-
-        rows = [{name: _to_cell(kind, item.get(name)) for name, kind in spec.columns}
-                for item in value if isinstance(item, Mapping)]
-        return pd.DataFrame(rows, columns=[name for name, _ in spec.columns])
     return str(value)
-
-
-def _to_cell(kind: str, value: Any) -> Any:
-    if kind == "lines":
-        return f"{ITEM_SEPARATOR} ".join(str(item) for item in value or [])
-    if kind == "bool":
-        return bool(value)
-    return value if kind in ("integer", "number") else ("" if value is None else str(value))
-
-
-def _from_table(spec: FieldSpec, raw: Any) -> tuple[Any, str | None]:
-    """Rows of a table editor (a DataFrame, or a list of row dicts) -> the list of objects;
-    rows left wholly empty are dropped (the editor's blank new row)."""
-    rows = raw.to_dict("records") if hasattr(raw, "to_dict") else list(raw or [])
-    items, problems = [], []
-    for number, row in enumerate(rows, start=1):
-        item: dict[str, Any] = {}
-        for name, kind in spec.columns:
-            cell = row.get(name)
-            text = "" if cell is None or cell != cell else str(cell).strip()  # NaN != NaN
-            if kind == "lines":
-                item[name] = [part.strip() for part in text.split(ITEM_SEPARATOR)
-                              if part.strip()]
-            elif kind == "bool":
-                item[name] = bool(cell) if cell == cell and cell is not None else False
-            elif kind in ("integer", "number"):
-                try:
-                    item[name] = None if not text else (int(float(text)) if kind == "integer"
-                                                        else float(text))
-                except ValueError:
-                    problems.append(f"row {number}, {name}: not a number: {text!r}")
-            else:
-                item[name] = text
-        if any(v not in ("", [], None, False) for v in item.values()):
-            items.append(item)
-    return (None, "; ".join(problems)) if problems else (items, None)
 
 
 def from_editor(spec: FieldSpec, raw: Any) -> tuple[Any, str | None]:
     """(value, None) or (None, what is wrong) for one editor's content."""
     if spec.kind == "bool":
         return bool(raw), None
-    if spec.kind == "table" and not isinstance(raw, str):  # a JSON text is read as JSON
-        return _from_table(spec, raw)
     text = "" if raw is None else str(raw)
     if spec.kind == "lines":
         return [line.strip() for line in text.splitlines() if line.strip()], None

@@ -109,7 +109,7 @@ def _editor(result: DocumentResult, position: int) -> None:
     base = f"edit:{result.key}:{position}:{versions.get((result.key, position), 0)}"
     st.markdown(f"**Record {position + 1}** · {item.status}" + (" · edited" if item.edited
                                                                   else ""))
-    if any(f.kind in ("lines", "json", "table") for f in fields):
+    if any(f.kind in ("lines", "json") for f in fields):
         st.caption("Lists: one item per line. Boxes are checked when you click outside them "
                    "or press Ctrl+Enter.")
     editors: dict[str, Any] = {}
@@ -119,10 +119,6 @@ def _editor(result: DocumentResult, position: int) -> None:
         key = f"{base}:{f.name}"
         if f.kind == "bool":
             editors[f.name] = st.checkbox(f.name, value=initial, key=key, help=f.help)
-        elif f.kind == "table":
-            st.caption(f.name, help=f.help)
-            editors[f.name] = st.data_editor(initial, key=key, num_rows="dynamic",
-                                             hide_index=True, width="stretch")
         elif f.kind in ("lines", "json"):
             lines = max(2, min(10, initial.count("\n") + 1))
             editors[f.name] = st.text_area(f.name, value=initial, key=key, help=f.help,
@@ -137,10 +133,6 @@ def _editor(result: DocumentResult, position: int) -> None:
     for name, messages in checked.problems.items():
         (slots.get(name) or st).warning("\n\n".join(messages))
     if checked.valid and checked.record != item.current:
-        if any(f.kind == "table" and checked.record.get(f.name) != item.current.get(f.name)
-               for f in fields):
-            # a table editor keeps its edits as row deltas: it restarts from the new record
-            versions[(result.key, position)] = versions.get((result.key, position), 0) + 1
         result.replace_record(position, checked.record,
                               Grounder(result.document).evidence(checked.record, position))
         st.rerun()  # the table and the highlights above show the edit
