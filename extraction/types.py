@@ -129,11 +129,14 @@ class Span:
 
 @dataclass(frozen=True)
 class Evidence:
-    """A string value of the output and every place it was found (none: ungrounded)."""
+    """A string value of the output, every place it was found (none: ungrounded), and how
+    likely it is to be right (``confidence`` in [0, 1], see ``extraction.confidence``; None
+    when the run recorded none, e.g. an output of an older version)."""
 
     where: FieldPath
     value: str
     spans: tuple[Span, ...] = ()
+    confidence: float | None = None
 
     @property
     def grounded(self) -> bool:
@@ -153,6 +156,8 @@ class Extraction:
     trace: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # Field paths a person accepted or corrected (the web UI's review); their confidence is 1.
+    reviewed: list[str] = field(default_factory=list)
 
     def evidence_of(self, record: int) -> list[Evidence]:
         return [item for item in self.evidence if item.where.record == record]
@@ -165,7 +170,9 @@ class Extraction:
         return {"format": OUTPUT_FORMAT_VERSION, "source": self.source, "sha256": self.sha256,
                 "schema": self.schema, "model": self.model, "records": self.records,
                 "evidence": evidence_map(self.evidence),
+                "confidence": confidence_map(self.evidence),
                 "ungrounded": [str(where) for where in self.ungrounded],
+                "reviewed": self.reviewed,
                 "trace": self.trace, "timings": self.timings, "errors": self.errors}
 
     @classmethod
@@ -184,12 +191,20 @@ def evidence_map(items: Iterable[Evidence]) -> dict[str, list[dict[str, Any]]]:
             for item in items if item.grounded}
 
 
+def confidence_map(items: Iterable[Evidence]) -> dict[str, float]:
+    """Confidence as the JSON format holds it: field path key -> [0, 1] (values that have one)."""
+    return {str(item.where): item.confidence for item in items if item.confidence is not None}
+
+
 def evidence_list(records: list[dict[str, Any]],
-                  evidence: Mapping[str, list[Mapping[str, Any]]]) -> list[Evidence]:
-    """The JSON format's evidence map back as typed evidence of every string value of
-    ``records`` (values without a key are ungrounded)."""
+                  evidence: Mapping[str, list[Mapping[str, Any]]],
+                  confidence: Mapping[str, float] | None = None) -> list[Evidence]:
+    """The JSON format's evidence and confidence maps back as typed evidence of every string
+    value of ``records`` (values without an evidence key are ungrounded)."""
+    confidence = confidence or {}
     return [Evidence(where, value, tuple(Span.from_dict(s) for s in
-                                         evidence.get(str(where), [])))
+                                         evidence.get(str(where), [])),
+                     confidence.get(str(where)))
             for position, record in enumerate(records)
             for path, value in string_leaves(record)
             for where in [FieldPath(position, path)]]
