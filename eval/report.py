@@ -19,6 +19,7 @@ from typing import Any
 from extraction.datasets import nerre as nerre_data
 from extraction.storage.fileio import write_atomic
 from extraction.storage.jsonl import read_jsonl
+from eval.calibration import KEEP_SHARE, summary as value_calibration
 from eval.nerre_scoring import Score, nanmean
 from eval.normalised import ENTRY_LAYOUT, score_example
 from eval.runner import META_SUFFIX, RESULT_KEYS, RESULTS_SUFFIX, empty_answer
@@ -121,6 +122,9 @@ def summarise(meta: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> di
         "peak_gpu_mb": max((line["gpu_peak_mb"] for line in lines if "gpu_peak_mb" in line),
                            default=None),
         "command": meta.get("command"),
+        "calibration": value_calibration(lines),
+        "calibration_source": next((line["calibration"] for line in lines
+                                    if line.get("calibration")), None),
     }
 
 
@@ -186,6 +190,22 @@ def markdown_table(task: str, rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 # --- published rows (read the bundled predictions) ------------------------------------------
+
+def calibration_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Per run: how well its confidences are calibrated and what a threshold buys."""
+    lines = ["| model | options | calibration | values | ECE | precision (all) | threshold "
+             "| kept | precision (kept) | F1 all / kept |", "|" + "---|" * 10]
+    for row in rows:
+        c = row["calibration"]
+        if not c:
+            continue
+        lines.append(f"| {row['model']} | {_options_text(row)} | "
+                     f"{row.get('calibration_source') or '–'} | {c['values']} | "
+                     f"{_f(c['ece'])} | {_f(c['precision_all'])} | {_f(c['kept_threshold'])} | "
+                     f"{_f(c['kept_coverage'], 2)} | {_f(c['kept_precision'])} | "
+                     f"{_f(c['f1_all'])} / {_f(c['kept_f1'])} |")
+    return "\n".join(lines)
+
 
 @cache
 def _published_cached(task: str) -> tuple[dict[str, Any], ...]:
@@ -263,6 +283,11 @@ def write_report(folder: Path, *, plots: bool = True) -> str:
         published = published_rows(task)
         results["tasks"][task] = {"runs": rows, "published": published}
         parts += [f"## {task}", "", markdown_table(task, published + rows), ""]
+        if any(row["calibration"] for row in rows):
+            parts += ["Confidence per value (eval/calibration.py): ECE = expected "
+                      "calibration error (10 bins); kept = the most confident values, "
+                      f"at least {KEEP_SHARE:.0%} of them.", "",
+                      calibration_table(rows), ""]
         if plots:
             for path in write_plots(folder, task, rows, published):
                 parts.append(f"![{path.stem}]({path.name})")
@@ -340,4 +365,28 @@ def write_plots(folder: Path, task: str, rows: Sequence[Mapping[str, Any]],
             ax.set(xlabel=key, ylabel=f"{what} (mean over other options)", ylim=(0, 1.05))
             ax.legend(fontsize=7)
         save(fig, "option_effects")
+
+    calibrated = [row for row in rows if row.get("calibration")]
+    if calibrated:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+        left.plot([0, 1], [0, 1], ls="--", color="gray", lw=1)
+        for row in calibrated:
+            c = row["calibration"]
+            bins = c["bins"]
+            left.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
+                      marker="o", label=f"{_label(row)}, ECE {c['ece']:.3f}")
+            curve = c["curve"]
+            right.plot([p["coverage"] for p in curve], [p["precision"] for p in curve],
+                       label=f"{_label(row)} precision")
+            right.plot([p["coverage"] for p in curve], [p["f1"] for p in curve], ls=":",
+                       label=f"{_label(row)} F1")
+        left.set(xlabel="confidence (bin mean)", ylabel="share of values right",
+                 title="reliability", xlim=(0, 1), ylim=(0, 1.05))
+        right.axvline(KEEP_SHARE, color="gray", lw=1, ls="--")
+        right.set(xlabel="share of values kept (most confident first)",
+                  ylabel="precision / F1 of kept values", title="risk-coverage",
+                  xlim=(0, 1.02), ylim=(0, 1.05))
+        left.legend(fontsize=7)
+        right.legend(fontsize=7)
+        save(fig, "calibration")
     return written

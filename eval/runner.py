@@ -30,6 +30,7 @@ from extraction.schemas.fewshot_choice import filled_paths
 from extraction.storage.fileio import write_atomic
 from extraction.storage.hashing import stable_hash
 from extraction.storage.jsonl import Appender, read_jsonl, rewrite_jsonl
+from eval.calibration import gold_count, value_rows
 from extraction.types import Document
 
 RESULTS_SUFFIX = ".jsonl"
@@ -217,6 +218,10 @@ def result_line(task: Task, example: TaskExample, extraction: Extraction | None,
         "exception": error,  # the pipeline raised on this text (scored as no answer)
         "empty_answer": empty_answer(example.gold, prediction),
         "errors": extraction.errors if extraction else [],
+        # every value with its confidence and truth: calibration (eval/calibration.py)
+        "values": value_rows(task.schema, example.gold, extraction),
+        "gold_values": gold_count(task.schema, example.gold),
+        "calibration": extraction.model.get("calibration") if extraction else None,
         **score_prediction(task, example, prediction),
     }
 

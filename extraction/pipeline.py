@@ -16,6 +16,10 @@ from extraction.checking import reflexion
 from extraction.checking.grounding import Grounder, drop_ungrounded
 from extraction.checking.validation import validate
 from extraction.config import ExtractorConfig
+from extraction.confidence.calibration import RAW
+from extraction.confidence.store import find_calibration
+from extraction.confidence.tokens import token_ends, value_scores
+from extraction.confidence.values import unit_answers, with_confidence
 from extraction.decoding import generation
 from extraction.documents.units import split_units
 from extraction.merging import merge_records
@@ -74,6 +78,8 @@ class Extractor:
         self.constraint = (generation.JsonConstraint(self.loaded, self.spec.json_schema())
                            if self.config.constrained else None)
         self.examples = prompt_examples(self.config, examples)
+        self.calibration = find_calibration(self.loaded.adapter, self.loaded.name,
+                                            self.spec.name)
         self._embedder = None
         self._index = None
         self._prefix: generation.PrefixCache | None = None
@@ -109,7 +115,9 @@ class Extractor:
                 source=document.source, sha256=document.sha256,
                 schema={"name": self.spec.name, "version": self.spec.version},
                 model={"name": self.loaded.name, "adapter": self.loaded.adapter,
-                       "precision": self.loaded.precision, "device": self.loaded.device},
+                       "precision": self.loaded.precision, "device": self.loaded.device,
+                       "calibration": self.calibration.fitted_on if self.calibration
+                       else RAW},
                 timings={"retrieval_s": round(time.perf_counter() - window_started, 4)}))
             plans.append(windows)
         grounders = [Grounder(document) for document in documents]
@@ -147,6 +155,8 @@ class Extractor:
             records.append(record)
         result.records = [merge_records(records)] if len(records) > 1 else records
         self._attach_evidence(document, grounder, result)
+        result.evidence = with_confidence(result.evidence, unit_answers(trials),
+                                          self.calibration)
         result.timings["generation_s"] = round(sum(
             a["generation"].get("seconds", 0.0) for t in result.trace for a in t["attempts"]), 4)
 
@@ -207,9 +217,16 @@ class Extractor:
                             "batch_rows": len(outs),
                             "finish_reason": out.finish_reason,
                             "extractive_relaxed": out.extractive_relaxed,
+                            "value_scores": self._value_scores(out),
                             "feedback_in_prompt": messages[-1]["content"] if feedback
                             else None})
                 for out, messages, feedback in zip(outs, conversations, with_feedback)]
+
+    def _value_scores(self, out: generation.Generation) -> dict[str, dict[str, float]]:
+        """Path -> log-probabilities of each string value's own tokens in this answer."""
+        ends = token_ends(self.loaded.tokenizer, out.token_ids)
+        return {path: score.to_dict()
+                for path, score in value_scores(out.text, ends, out.token_logprobs).items()}
 
     def _reflections(self, items: Sequence[tuple[str, reflexion.Attempt]]) -> list[str]:
         """What the model writes about each failed attempt (one line), decoded in batches."""

@@ -137,6 +137,9 @@ class Evidence:
     value: str
     spans: tuple[Span, ...] = ()
     confidence: float | None = None
+    # What the confidence was computed from (``confidence.signals``); kept in memory for
+    # evaluation and calibration, not written to the JSON record.
+    features: Mapping[str, float] | None = field(default=None, compare=False)
 
     @property
     def grounded(self) -> bool:
@@ -180,9 +183,10 @@ class Extraction:
         """An output record read back (e.g. a results file opened in the web UI)."""
         return cls(source=data["source"], sha256=data["sha256"], schema=dict(data["schema"]),
                    model=dict(data["model"]), records=list(data.get("records", [])),
-                   evidence=evidence_list(data.get("records", []), data.get("evidence", {})),
+                   evidence=evidence_list(data.get("records", []), data.get("evidence", {}),
+                                          data.get("confidence")),
                    trace=list(data.get("trace", [])), timings=dict(data.get("timings", {})),
-                   errors=list(data.get("errors", [])))
+                   errors=list(data.get("errors", [])), reviewed=list(data.get("reviewed", [])))
 
 
 def evidence_map(items: Iterable[Evidence]) -> dict[str, list[dict[str, Any]]]:

@@ -11,7 +11,7 @@ import extraction
 from extraction import Document, Extraction, FieldPath, Span, extract
 from extraction.errors import DocumentError
 from extraction.schemas.base import string_leaves
-from extraction.types import Evidence, evidence_list, evidence_map
+from extraction.types import Evidence, confidence_map, evidence_list, evidence_map
 
 
 @pytest.mark.parametrize("key, record, path, field", [
@@ -35,19 +35,22 @@ def _extraction() -> Extraction:
                 "links": [{"host": "ZnO", "dopant": "Al"}]}]
     zno = Span(0, 3, 1, "ZnO", "exact", sentence="ZnO doped with Al.")
     al = Span(15, 17, 1, "Al", "exact")
-    evidence = [Evidence(FieldPath(0, "hosts[0]"), "ZnO", (zno,)),
-                Evidence(FieldPath(0, "hosts[1]"), "MgO"),
+    evidence = [Evidence(FieldPath(0, "hosts[0]"), "ZnO", (zno,), confidence=0.9),
+                Evidence(FieldPath(0, "hosts[1]"), "MgO", confidence=0.2),
                 Evidence(FieldPath(0, "dopants[0]"), "Al", (al,)),
                 Evidence(FieldPath(0, "links[0].host"), "ZnO", (zno,)),
                 Evidence(FieldPath(0, "links[0].dopant"), "Al", (al,))]
     return Extraction("a.txt", "0" * 64, {"name": "doping", "version": "1"},
-                      {"name": "m", "adapter": None}, records, evidence)
+                      {"name": "m", "adapter": None}, records, evidence,
+                      reviewed=["records[0].dopants[0]"])
 
 
 def test_the_json_record_keeps_its_format():
     data = _extraction().to_dict()
     assert list(data) == ["format", "source", "sha256", "schema", "model", "records",
-                          "evidence", "ungrounded", "trace", "timings", "errors"]
+                          "evidence", "confidence", "ungrounded", "reviewed", "trace",
+                          "timings", "errors"]
+    assert data["confidence"] == {"records[0].hosts[0]": 0.9, "records[0].hosts[1]": 0.2}
     assert data["ungrounded"] == ["records[0].hosts[1]"]
     assert data["evidence"]["records[0].hosts[0]"] == [
         {"start": 0, "end": 3, "page": 1, "text": "ZnO", "match": "exact",
@@ -59,9 +62,10 @@ def test_the_json_record_keeps_its_format():
 def test_a_record_read_back_is_the_same_extraction():
     original = _extraction()
     again = Extraction.from_dict(json.loads(json.dumps(original.to_dict())))
-    assert again == original
+    assert again == original  # confidence and reviewed paths too
     assert [str(w) for w in again.ungrounded] == ["records[0].hosts[1]"]
-    assert evidence_list(again.records, evidence_map(again.evidence)) == again.evidence
+    assert evidence_list(again.records, evidence_map(again.evidence),
+                         confidence_map(again.evidence)) == again.evidence
 
 
 def test_public_names_import_lazily_and_unknown_ones_fail():

@@ -65,7 +65,9 @@ def test_grid_writes_one_line_per_example_and_the_config(grid_dir):
 
 def test_report_has_published_rows_columns_and_plots(grid_dir, tiny_model_dirs):
     report = (grid_dir / "report.md").read_text()
-    table = [line for line in report.splitlines() if line.startswith("|")]
+    tables = [[line for line in block.splitlines() if line.startswith("|")]
+              for block in report.split("\n\n")]
+    table, calibration = [t for t in tables if t][:2]
     header = [c.strip() for c in table[0].strip("|").split("|")]
     for column in ("model", "adapter", "options", "strict host F1", "strict dopant F1",
                    "strict triplet F1", "norm. host F1", "norm. link F1", "parse", "valid",
@@ -85,7 +87,13 @@ def test_report_has_published_rows_columns_and_plots(grid_dir, tiny_model_dirs):
     results = json.loads((grid_dir / "results.json").read_text())
     runs = results["tasks"]["doping"]["runs"]
     assert len(runs) == 2 and all(r["n"] == 3 and r["peak_rss_mb"] for r in runs)
-    for name in ("f1_vs_size", "f1_vs_latency", "option_effects"):
+    # every value's confidence is measured against the gold: one calibration row per run
+    assert "ECE" in calibration[0] and len(calibration) == 2 + 2
+    for run in runs:
+        c = run["calibration"]
+        assert c["values"] > 0 and 0.0 <= c["ece"] <= 1.0 and c["curve"][-1]["coverage"] == 1.0
+        assert run["calibration_source"] == "uncalibrated"
+    for name in ("f1_vs_size", "f1_vs_latency", "option_effects", "calibration"):
         png = grid_dir / f"doping-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (f"matextract eval --task doping --model {tiny_model_dirs['llama']} --adapter none "

@@ -42,6 +42,10 @@ def run_eval(
     accept_unreachable: Annotated[bool, typer.Option(
         help="run a jsonl: task even when over 2% of its gold cannot be produced under the "
              "schema's bounds")] = False,
+    fit_calibration: Annotated[bool, typer.Option(
+        help="fit each run's confidence calibration on its values and store it with its "
+             "adapter (or, for a base model, in matextract's data folder); only on held-out "
+             "training data such as heldout:ADAPTER, never on a test split")] = False,
 ) -> None:
     """Run models x adapters x options on a task (resumable), then write results.json,
     report.md and PNG plots into --out and print the table."""
@@ -70,6 +74,27 @@ def run_eval(
     markdown = write_report(out)
     typer.echo(markdown)
     typer.echo(f"wrote {out / 'report.md'}, {out / 'results.json'} and plots", err=True)
+    if fit_calibration:
+        store_calibrations(out)
+
+
+def store_calibrations(out: Path) -> None:
+    """Fit and store the calibration of every run in a results folder."""
+    from eval.calibration import fit_runs
+    from eval.report import load_runs
+    from extraction.confidence.store import save_calibration
+
+    try:
+        fitted = fit_runs(load_runs(out))
+    except ValueError as exc:
+        raise ConfigError(f"cannot fit a calibration: {exc}",
+                          hint="run on held-out data, e.g. --task heldout:ADAPTER") from exc
+    for config, calibration in fitted:
+        path = save_calibration(calibration, config.get("adapter"), str(config["model"]),
+                                calibration.schema)
+        typer.echo(f"calibration fitted on {calibration.values} values "
+                   f"(in-sample ECE {calibration.measures['ece_uncalibrated']:.3f} raw -> "
+                   f"{calibration.measures['ece_fitted']:.3f}): {path}", err=True)
 
 
 def command_line(task: str, models: list[str], adapters: list[str | None],

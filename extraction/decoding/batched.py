@@ -38,6 +38,8 @@ class Row:
     matcher: Any | None
     scanner: Any
     generated: list[int] = field(default_factory=list)
+    # log-probability of each generated token under the model's own (unmasked) distribution
+    logprobs: list[float] = field(default_factory=list)
     forward_passes: int = 0
     forced_kept: int = 0
     grammar_seconds: float = 0.0  # spent in the grammar (masks, matcher), not the model
@@ -127,10 +129,10 @@ class BatchDecoder:
             row.matcher.rollback(len(forced))
         kept = 0
         for proposed in forced:
-            choice = self._choose(row, logits[kept])
+            choice, logprob = self._choose(row, logits[kept])
             if choice != proposed:
                 row.next_position += len(pending) + kept
-                self._take(row, choice)
+                self._take(row, choice, logprob)
                 return len(forced) - kept
             row.matcher.accept_token(proposed)
             if row.copy is not None:
@@ -138,15 +140,23 @@ class BatchDecoder:
                 row.copy.accept(proposed, forced=True)
                 row.grammar_seconds += time.perf_counter() - started
             row.generated.append(proposed)
+            row.logprobs.append(logprob)
             row.forced_kept += 1
             kept += 1
         row.next_position += len(pending) + kept
-        self._take(row, self._choose(row, logits[kept]))
+        self._take(row, *self._choose(row, logits[kept]))
         return 0
 
-    def _choose(self, row: Row, logits: torch.Tensor) -> int:
+    def _choose(self, row: Row, logits: torch.Tensor) -> tuple[int, float]:
         """The greedy token for one position (masked by the grammar when constrained, and
-        by the copy constraint inside extractive values)."""
+        by the copy constraint inside extractive values), with its log-probability under
+        the model's unmasked distribution: how much the model itself wanted it, which the
+        confidence of a value is computed from (``extraction.confidence``)."""
+        normaliser = torch.logsumexp(logits, dim=-1)
+        token = self._masked_choice(row, logits)
+        return token, float(logits[token] - normaliser)
+
+    def _masked_choice(self, row: Row, logits: torch.Tensor) -> int:
         if row.matcher is None:
             return int(torch.argmax(logits))
         started = time.perf_counter()
@@ -174,7 +184,7 @@ class BatchDecoder:
         first = self.loaded.tokenizer.encode(text, add_special_tokens=False)[:1]
         return first[0] if first and torch.isfinite(logits[first[0]]) else None
 
-    def _take(self, row: Row, token: int) -> None:
+    def _take(self, row: Row, token: int, logprob: float) -> None:
         """Append the chosen token and decide whether the row is finished."""
         row.pending = [token]
         if token in self.stop_ids:
@@ -190,10 +200,12 @@ class BatchDecoder:
                 row.copy.accept(token)
                 row.grammar_seconds += time.perf_counter() - started
             row.generated.append(token)
+            row.logprobs.append(logprob)
             if row.matcher.is_completed():
                 row.finish = "complete"
         else:
             row.generated.append(token)
+            row.logprobs.append(logprob)
             if self.stop_at_json_end and row.scanner.feed(self.loaded.tokenizer.decode([token])):
                 row.finish = "complete"
         if row.finish is None and len(row.generated) >= self.max_new_tokens:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -44,6 +44,8 @@ class Generation:
     # Steps where the copy constraint would have left no token and the grammar alone chose
     # (the value then may not be a span of the source); 0 without ``sources``.
     extractive_relaxed: int = 0
+    # log-probability of each of ``token_ids`` under the model's unmasked distribution
+    token_logprobs: list[float] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -210,7 +212,8 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
                        forced_tokens=row.forced_kept, grammar_seconds=row.grammar_seconds,
                        prefill_seconds=prefill_seconds,
                        total_seconds=total, finish_reason=row.finish or "length",
-                       extractive_relaxed=row.copy.relaxed if row.copy else 0)
+                       extractive_relaxed=row.copy.relaxed if row.copy else 0,
+                       token_logprobs=row.logprobs)
             for row, ids in zip(rows, encoded)]
 
 
