@@ -338,3 +338,40 @@ def test_cli_reports_a_missing_folder_and_writes_nothing(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("error: ")
     assert "folder not found" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_min_confidence_sends_low_values_to_review_and_loses_none(tiny, tmp_path):
+    model_dir, loaded = tiny
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for rel, text in GOOD_TEXTS.items():
+        (docs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (docs / rel).write_text(text)
+    out = tmp_path / "r.jsonl"
+    lines_run = run_batch(docs, config_for(model_dir), out=out, loaded=loaded)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    # A random model's values are all near 0: spread them so that a threshold splits them
+    # (the output is what a re-run exports from; the extraction is not repeated).
+    keys = [(line, key) for line in lines for key in line["confidence"]]
+    assert keys, "the tiny model wrote no value to split"
+    for position, (line, key) in enumerate(keys):
+        line["confidence"][key] = round((position + 0.5) / len(keys), 3)
+    out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    every = sorted((line["sha256"], c) for line in lines for c in line["confidence"].values())
+    threshold = 0.5
+    summary = run_batch(docs, config_for(model_dir), out=out, loaded=loaded,
+                        options=BatchOptions(min_confidence=threshold))
+    assert summary.processed == 0 and lines_run.processed == len(lines)
+    review = [json.loads(x) for x in OutputPaths.for_out(out).review.read_text().splitlines()]
+    assert summary.review_values == len(review) > 0
+    assert all(item["confidence"] < threshold or "entry" in item for item in review)
+    rows = list(csv.DictReader(io.StringIO(OutputPaths.for_out(out).csv.read_text())))
+    exported = sorted((row["sha256"], float(row["confidence"])) for row in rows
+                      if row["value"])
+    assert all(c >= threshold for _, c in exported)
+    # every value is in the export or in the review file, once
+    assert sorted(exported + [(item["sha256"], item["confidence"]) for item in review]) == every
+    # the JSONL output still holds every value
+    assert [json.loads(x) for x in out.read_text().splitlines()] == lines
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        BatchOptions(min_confidence=1.5)

@@ -91,6 +91,9 @@ def summary_text(summary: dict[str, Any]) -> str:
     if summary["failures"]:
         lines.append(f"errors: {summary['errors_file']}")
     lines += [f"{kind}: {path}" for kind, path in summary["exports"].items()]
+    if "review" in summary["exports"]:
+        lines.append(f"{summary['review_values']} value(s) below --min-confidence went to the "
+                     "review file, not to the exports")
     return "\n".join(lines)
 
 

@@ -11,7 +11,8 @@ import typer
 from app.cli.options import config_command
 from extraction.config import ExtractorConfig
 from extraction.documents import loading
-from extraction.errors import DocumentError
+from extraction.confidence.filtering import check_threshold, split_lines
+from extraction.errors import ConfigError, DocumentError
 from extraction.retrieval.indexing import find_index
 from extraction.storage.jsonl import rewrite_jsonl
 
@@ -22,9 +23,17 @@ def extract_command(
     files: Annotated[list[Path], typer.Argument(
         help="documents: .txt .md .html .pdf .json .jsonl")],
     out: Annotated[Path | None, typer.Option(help="write JSON Lines here (atomically)")] = None,
+    min_confidence: Annotated[float | None, typer.Option(
+        help="--out keeps values at or above this confidence (0-1); the others go to "
+             "OUT.review.jsonl beside it, one line each with their evidence")] = None,
 ) -> None:
     """Extract schema records with evidence from documents; prints JSON."""
     from extraction.pipeline import Extractor  # loads torch: after the options are checked
+
+    check_threshold(min_confidence)
+    if min_confidence is not None and out is None:
+        raise ConfigError("--min-confidence needs --out",
+                          hint="the values below it are written beside --out, to review")
 
     documents = []
     for file in files:  # read everything first: a bad file fails before any model work
@@ -38,7 +47,13 @@ def extract_command(
         config = config.model_copy(update={"index_dir": str(nearest) if nearest else None})
     results = [result.to_dict() for result in Extractor(config).extract_many(documents)]
     if out is not None:
-        rewrite_jsonl(out, results)
+        shown, review = split_lines(results, min_confidence)
+        if min_confidence is not None:
+            review_path = out.with_name(f"{out.stem}.review.jsonl")
+            rewrite_jsonl(review_path, review)
+            typer.echo(f"wrote {len(review)} value(s) below {min_confidence} to {review_path}",
+                       err=True)
+        rewrite_jsonl(out, shown)
         typer.echo(f"wrote {len(results)} record(s) to {out}", err=True)
     else:
         typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2,

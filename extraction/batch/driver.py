@@ -17,9 +17,10 @@ from extraction.batch.output import (
     locked,
     open_output,
 )
+from extraction.confidence.filtering import check_threshold, split_lines
 from extraction.documents.folders import walk_folder
 from extraction.errors import ConfigError
-from extraction.storage.jsonl import Appender, read_jsonl
+from extraction.storage.jsonl import Appender, read_jsonl, rewrite_jsonl
 
 from extraction.batch.ray_engine import RayOptions
 
@@ -48,6 +49,10 @@ class BatchOptions:
                 "(0: parse in the main process; None: 1 when there are 2+ CPUs)"})
     export: bool = field(default=True, metadata={
         "help": "write a flat CSV (and Parquet when pyarrow is installed) beside the output"})
+    min_confidence: float | None = field(default=None, metadata={
+        "help": "the CSV/Parquet exports keep values at or above this confidence; the others "
+                "go to OUT.review.jsonl (the JSONL output keeps every value: re-run with "
+                "another threshold re-exports without extracting again)"})
     ray: RayOptions | None = field(default=None, metadata={"help": "options of the ray engine"})
 
     def __post_init__(self) -> None:
@@ -56,6 +61,7 @@ class BatchOptions:
                               hint=f"choose one of {', '.join(ENGINES)}")
         if self.parse_workers is not None and self.parse_workers < 0:
             raise ConfigError(f"parse_workers: must be 0 or more, not {self.parse_workers}")
+        check_threshold(self.min_confidence)
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -80,6 +86,7 @@ class BatchSummary:
     output_documents: int = 0  # lines in the output file after this run
     output_records: int = 0
     exports: dict[str, str] = field(default_factory=dict)
+    review_values: int = 0  # values below --min-confidence, written to the review file
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,6 +205,11 @@ def _finish(paths: OutputPaths, summary: BatchSummary, options: BatchOptions) ->
     lines = read_jsonl(paths.out).rows
     summary.output_documents = len(lines)
     summary.output_records = sum(len(line.get("records", [])) for line in lines)
+    shown, review = split_lines(lines, options.min_confidence)
+    if options.min_confidence is not None:
+        rewrite_jsonl(paths.review, review)
+        summary.exports["review"] = str(paths.review)
+        summary.review_values = len(review)
     if options.export and lines:
-        summary.exports = exports.write_exports(lines, csv_path=paths.csv,
-                                                parquet_path=paths.parquet)
+        summary.exports.update(exports.write_exports(shown, csv_path=paths.csv,
+                                                     parquet_path=paths.parquet))

@@ -58,6 +58,11 @@ class OutputPaths:
         return self.folder / f"{self.out.stem}.parquet"
 
     @property
+    def review(self) -> Path:
+        """Values below ``--min-confidence``, one JSON line each (nothing is dropped)."""
+        return self.folder / f"{self.out.stem}.review.jsonl"
+
+    @property
     def lock(self) -> Path:
         return self.folder / f".{self.out.name}.lock"
 
@@ -65,7 +70,7 @@ class OutputPaths:
         return self.folder / f"{self.out.stem}.previous-{fingerprint}.jsonl"
 
     def artefacts(self) -> list[Path]:
-        return [self.out, self.errors, self.csv, self.parquet, self.lock]
+        return [self.out, self.errors, self.csv, self.parquet, self.review, self.lock]
 
     def owns(self, path: Path) -> bool:
         """True for files this batch writes (never read back as input documents)."""

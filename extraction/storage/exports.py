@@ -1,4 +1,5 @@
-"""Flat tables of batch output: one row per extracted value, with its first evidence span.
+"""Flat tables of batch output: one row per extracted value, with its confidence and its
+first evidence span.
 
 A lab wants "one table of every dopant/host/MOF, with evidence": the JSON Lines output keeps
 the nested records; these exports flatten them. CSV always; Parquet when pyarrow is importable
@@ -19,10 +20,11 @@ from extraction.schemas.base import scalar_leaves
 
 COLUMNS = (
     "source", "sha256", "schema", "model", "adapter", "record", "field", "path", "value",
-    "grounded", "evidence_count", "evidence_start", "evidence_end", "evidence_page",
+    "confidence", "reviewed", "grounded", "evidence_count", "evidence_start", "evidence_end", "evidence_page",
     "evidence_text", "evidence_match", "evidence_sentence", "document_errors",
 )
 _INT_COLUMNS = {"record", "evidence_count", "evidence_start", "evidence_end", "evidence_page"}
+_BOOL_COLUMNS = {"grounded", "reviewed"}
 
 
 def flat_rows(lines: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -34,14 +36,18 @@ def flat_rows(lines: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                 "adapter": model.get("adapter"),
                 "document_errors": "; ".join(line.get("errors") or []) or None}
         evidence = line.get("evidence") or {}
+        confidence = line.get("confidence") or {}
+        reviewed = set(line.get("reviewed") or [])
         emitted = False
         for position, record in enumerate(line.get("records") or []):
             for path, value in scalar_leaves(record):
-                spans = evidence.get(f"records[{position}].{path}") or []
+                key = f"records[{position}].{path}"
+                spans = evidence.get(key) or []
                 first = spans[0] if spans else {}
                 yield {**base, "record": position, "field": re.sub(r"\[\d+\]", "", path),
                        "path": path,
                        "value": value if isinstance(value, str) else json.dumps(value),
+                       "confidence": confidence.get(key), "reviewed": key in reviewed,
                        "grounded": bool(spans), "evidence_count": len(spans),
                        "evidence_start": first.get("start"), "evidence_end": first.get("end"),
                        "evidence_page": first.get("page"), "evidence_text": first.get("text"),
@@ -76,7 +82,8 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     import pyarrow.parquet as pq
 
     schema = pa.schema([(c, pa.int64() if c in _INT_COLUMNS else
-                         pa.bool_() if c == "grounded" else pa.string()) for c in COLUMNS])
+                         pa.bool_() if c in _BOOL_COLUMNS else
+                         pa.float64() if c == "confidence" else pa.string()) for c in COLUMNS])
     from extraction.storage.fileio import write_atomic
 
     table = pa.Table.from_pylist([{c: row.get(c) for c in COLUMNS} for row in rows],
