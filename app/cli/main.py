@@ -14,6 +14,7 @@ from app.cli.index import index_app
 from app.cli.models import models_app, schemas_list
 from app.cli.running import run_app
 from app.cli.serve import app_command
+from app.cli.show import show_command
 from extraction.settings import force_offline
 
 force_offline()
@@ -28,6 +29,8 @@ app.command("batch", help="Extract every document in a folder, resumably.")(batc
 app.command("finetune")(finetune_command)
 app.command("eval", help="Evaluate models x adapters x options on a benchmark task.")(run_eval)
 app.command("app", help="Start the web UI (Streamlit) on localhost.")(app_command)
+app.command("show", help="Write a results file as one HTML report (opens from disk): values "
+            "marked in the text by confidence.")(show_command)
 app.command("bench", help="Measure extraction speed at equal accuracy, in one run.")(
     bench_command)
 
