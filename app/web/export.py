@@ -27,7 +27,8 @@ class CorrectionsError(MatextractError):
 
 
 def accepted_items(results: Sequence[DocumentResult]) -> list[dict[str, Any]]:
-    """Every accepted record with where it came from and its evidence."""
+    """Every accepted record with where it came from, its evidence, the confidence of its
+    values and the values a person reviewed (paths inside the record, as in ``evidence``)."""
     items = []
     for result in results:
         for position, review in enumerate(result.reviews):
@@ -40,7 +41,11 @@ def accepted_items(results: Sequence[DocumentResult]) -> list[dict[str, Any]]:
                 "record_index": position, "edited": review.edited, "record": review.current,
                 "evidence": {item.where.path: [span.to_dict() for span in item.spans]
                              for item in evidence if item.grounded},
-                "ungrounded": [item.where.path for item in evidence if not item.grounded]})
+                "ungrounded": [item.where.path for item in evidence if not item.grounded],
+                "confidence": {item.where.path: item.confidence for item in evidence
+                               if item.confidence is not None},
+                "reviewed": [item.where.path for item in evidence
+                             if str(item.where) in result.reviewed]})
     return items
 
 
@@ -53,13 +58,15 @@ def to_jsonl(items: Sequence[dict[str, Any]]) -> str:
 
 
 def to_csv(items: Sequence[dict[str, Any]]) -> str:
-    """One row per record; a list of strings is joined with "; ", anything nested is JSON."""
+    """One row per record; a list of strings is joined with "; ", anything nested is JSON;
+    ``reviewed``: the paths of the values a person reviewed."""
     fields = list(dict.fromkeys(k for item in items for k in item["record"]))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["source", "record_index", "edited", *fields])
+    writer.writerow(["source", "record_index", "edited", "reviewed", *fields])
     for item in items:
         writer.writerow([item["source"], item["record_index"], item["edited"],
+                         _cell(item.get("reviewed", [])),
                          *(_cell(item["record"].get(name)) for name in fields)])
     return out.getvalue()
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from extraction.types import Document, Evidence, Extraction
+from extraction.types import Document, Evidence, evidence_list
 
 STATUSES = ("pending", "accepted", "rejected")
 
@@ -33,7 +33,8 @@ class RecordReview:
 
 @dataclass
 class DocumentResult:
-    """One document's output record plus its review state."""
+    """One document's output record plus its review state: per record (``reviews``) and per
+    value (``reviewed``: field path keys a person accepted or corrected, confidence 1)."""
 
     key: str  # unique within the session
     name: str  # what the user uploaded or chose
@@ -42,21 +43,38 @@ class DocumentResult:
     extraction: dict[str, Any]  # Extraction.to_dict(), as the CLI writes it
     reviews: list[RecordReview] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)  # of the current records
+    reviewed: set[str] = field(default_factory=set)  # "records[0].hosts[1]", ...
 
     @classmethod
     def from_extraction(cls, key: str, name: str, document: Document, schema_ref: str,
                         extraction: dict[str, Any]) -> DocumentResult:
         reviews = [RecordReview(json.loads(json.dumps(r)), json.loads(json.dumps(r)))
                    for r in extraction.get("records", [])]
-        return cls(key, name, document, schema_ref, extraction, reviews,
-                   Extraction.from_dict(extraction).evidence)
+        result = cls(key, name, document, schema_ref, extraction, reviews)
+        result.evidence = result.original_evidence()
+        result.reviewed = set(extraction.get("reviewed", []))
+        return result
+
+    def original_evidence(self) -> list[Evidence]:
+        """The output's own evidence and confidence (a value it says was reviewed: 1.0)."""
+        reviewed = set(self.extraction.get("reviewed", []))
+        items = evidence_list(self.extraction.get("records", []),
+                              self.extraction.get("evidence", {}),
+                              self.extraction.get("confidence", {}))
+        return [replace(item, confidence=1.0) if str(item.where) in reviewed else item
+                for item in items]
 
     def evidence_of(self, position: int) -> list[Evidence]:
         return [item for item in self.evidence if item.where.record == position]
 
     def original_evidence_of(self, position: int) -> list[Evidence]:
         """The model's own evidence of a record (what a reset returns to)."""
-        return Extraction.from_dict(self.extraction).evidence_of(position)
+        return [item for item in self.original_evidence() if item.where.record == position]
+
+    def reviewed_of(self, position: int) -> list[str]:
+        """The reviewed field path keys of one record, in the order of its values."""
+        return [str(item.where) for item in self.evidence_of(position)
+                if str(item.where) in self.reviewed]
 
     def replace_record(self, position: int, record: dict[str, Any],
                        evidence: list[Evidence]) -> None:
@@ -165,20 +183,25 @@ def summary(record: dict[str, Any], *, width: int = 120) -> str:
 
 
 def table_rows(results: list[DocumentResult]) -> list[dict[str, Any]]:
-    """One row per record (and one per document without any), for the results table."""
+    """One row per record (and one per document without any), for the results table: its
+    values found in the source, its lowest confidence (None: none recorded) and how many of
+    its values a person reviewed."""
     rows = []
     for result in results:
         if not result.reviews:
             problem = "; ".join(result.extraction.get("errors", [])) or "no record"
             rows.append({"document": result.name, "record": None, "status": "–",
                          "edited": False, "values": problem, "grounded": "–",
-                         "key": result.key})
+                         "lowest confidence": None, "reviewed": "–", "key": result.key})
         for position, review in enumerate(result.reviews):
             items = result.evidence_of(position)
             grounded = sum(item.grounded for item in items)
-            missing = len(items) - grounded
+            known = [item.confidence for item in items if item.confidence is not None]
+            reviewed = sum(str(item.where) in result.reviewed for item in items)
             rows.append({"document": result.name, "record": position + 1,
                          "status": review.status, "edited": review.edited,
                          "values": summary(review.current),
-                         "grounded": f"{grounded}/{grounded + missing}", "key": result.key})
+                         "grounded": f"{grounded}/{len(items)}",
+                         "lowest confidence": min(known) if known else None,
+                         "reviewed": f"{reviewed}/{len(items)}", "key": result.key})
     return rows

@@ -1,5 +1,5 @@
-"""Results and review: the records table, the source with its evidence, the editor, the
-Reflexion trace, timings, and exports."""
+"""Results and review: the records table, the values to review (lowest confidence first),
+the source with its evidence, the editor, the Reflexion trace, timings, and exports."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from app.web import highlight
 from app.web import limits
 from app.web import review
 from app.web.state import DocumentResult, table_rows
-from extraction.checking.grounding import Grounder
+from extraction.confidence.levels import level
 from extraction.errors import MatextractError
 from extraction.schemas import get_schema
+
+QUEUE_HEIGHT = 280  # pixels: about seven values; the queue table scrolls
 
 
 def render(results: list[DocumentResult]) -> None:
@@ -26,8 +28,14 @@ def render(results: list[DocumentResult]) -> None:
                "accept or reject it; only accepted records are exported.")
     table = pd.DataFrame(rows).drop(columns=["key"])
     event = st.dataframe(table, key="records_table", on_select="rerun",
-                         selection_mode="single-row", hide_index=True, width="stretch")
-    chosen = _selected_row(rows, list(getattr(getattr(event, "selection", None), "rows", [])))
+                         selection_mode="single-row", hide_index=True, width="stretch",
+                         column_config={"lowest confidence": st.column_config.NumberColumn(
+                             format="%.2f")})
+    clicked = _clicked(event)
+    _queue(results, rows)
+    chosen = _synced_choice("Record", list(range(len(rows))), [
+        f"{r['document']} · record {r['record']}" if r["record"] else
+        f"{r['document']} · no record" for r in rows], clicked, key="record_choice")
     row = rows[chosen]
     result = next(r for r in results if r.key == row["key"])
     position = None if row["record"] is None else row["record"] - 1
@@ -44,18 +52,93 @@ def render(results: list[DocumentResult]) -> None:
     _trace(result)
 
 
-def _selected_row(rows: list[dict[str, Any]], clicked: list[int]) -> int:
-    """The record picked by a table click or the select box (kept in sync)."""
-    labels = [f"{r['document']} · record {r['record']}" if r["record"] else
-              f"{r['document']} · no record" for r in rows]
+def _clicked(event: Any) -> list[int]:
+    return list(getattr(getattr(event, "selection", None), "rows", []))
+
+
+def _synced_choice(label: str, options: list[Any], labels: list[str], clicked: list[int], *,
+                   key: str) -> Any:
+    """The option picked by a click on its table row or in the select box (kept in sync)."""
     state = st.session_state
-    if clicked and clicked != state.get("_table_clicked"):
-        state["record_choice"] = clicked[0]
-    state["_table_clicked"] = clicked
-    if state.get("record_choice", 0) >= len(rows):
-        state["record_choice"] = 0
-    return st.selectbox("Record", range(len(rows)), format_func=lambda i: labels[i],
-                        key="record_choice")
+    if clicked and clicked != state.get(f"_{key}_clicked") and clicked[0] < len(options):
+        state[key] = options[clicked[0]]
+    state[f"_{key}_clicked"] = clicked
+    if state.get(key) not in options:  # gone: reviewed, or a new run
+        state[key] = options[0]
+    names = dict(zip(options, labels))
+    return st.selectbox(label, options, format_func=names.__getitem__, key=key)
+
+
+def _queue(results: list[DocumentResult], rows: list[dict[str, Any]]) -> None:
+    """Every value not reviewed yet, lowest confidence first; the chosen one can be accepted
+    or corrected."""
+    queue = review.review_queue(results)
+    st.subheader("Values to review")
+    for notice in st.session_state.pop("queue_notices", []):
+        st.warning(notice)
+    if not queue:
+        st.caption("Every value of the records not rejected has been reviewed.")
+        return
+    st.caption(f"{len(queue)} value(s) nobody has reviewed yet, lowest confidence first "
+               "(values without a confidence last). Accepting or correcting a value takes "
+               "it off this list and sets its confidence to 1; the record's status stays.")
+    table = pd.DataFrame([{"value": q.evidence.value, "confidence": q.evidence.confidence,
+                           "band": level(q.evidence.confidence),
+                           "in the source": q.evidence.grounded, "document": q.document,
+                           "field": str(q.evidence.where)} for q in queue])
+    event = st.dataframe(
+        table, key="queue_table", on_select="rerun", selection_mode="single-row",
+        hide_index=True, width="stretch", height=min(QUEUE_HEIGHT, 38 + 35 * len(queue)),
+        column_config={"confidence": st.column_config.ProgressColumn(
+            format="%.2f", min_value=0.0, max_value=1.0)})
+    keys = [q.key for q in queue]
+    chosen = _synced_choice("Value", keys, [
+        f"{q.evidence.value} · {q.document} · {q.evidence.where}" for q in queue],
+        _clicked(event), key="queue_choice")
+    item = queue[keys.index(chosen)]
+    result = next(r for r in results if r.key == item.result)
+    where = item.evidence.where
+    with st.container(border=True):
+        st.html(highlight.value_chip(item.evidence.value, item.evidence.confidence))
+        st.caption(f"{item.document} · `{where}` · confidence "
+                   f"{highlight.confidence_text(item.evidence.confidence)} · "
+                   + ("found in the source" if item.evidence.grounded else
+                      "**not found in the source**"))
+        for sentence in list(dict.fromkeys(s.sentence for s in item.evidence.spans
+                                           if s.sentence))[:2]:
+            st.text(sentence)
+        fixed = st.text_input("Correct value", value=item.evidence.value,
+                              key=f"fix:{item.key}",
+                              help="the right value; for an item of a list, nothing removes it")
+        accept, save, show = st.columns(3)
+        if accept.button("Accept value", key="accept_value", type="primary",
+                         help="the value is right as it is"):
+            review.accept_value(result, where)
+            st.rerun()
+        if save.button("Save correction", key="correct_value"):
+            checked = review.correct_value(result, where, fixed, get_schema(result.schema_ref))
+            if checked.valid:
+                _restart_editor(result, where.record)
+                st.session_state["queue_notices"] = [
+                    message for messages in checked.problems.values() for message in messages]
+                st.rerun()
+            st.error("Not saved: " + "\n\n".join(
+                message for messages in checked.errors.values() for message in messages))
+        row = next(i for i, r in enumerate(rows)
+                   if r["key"] == result.key and r["record"] == where.record + 1)
+        show.button("Show its record", key="show_value", on_click=_show_row, args=(row,),
+                    help="in the source and the editor below")
+
+
+def _show_row(row: int) -> None:
+    st.session_state["record_choice"] = row
+
+
+def _restart_editor(result: DocumentResult, position: int) -> None:
+    """The record's editors start again from its current record (a keyed widget keeps what
+    was typed in it, not what the record now holds)."""
+    versions = st.session_state.setdefault("edit_versions", {})
+    versions[(result.key, position)] = versions.get((result.key, position), 0) + 1
 
 
 def _timings(result: DocumentResult) -> None:
@@ -81,21 +164,29 @@ def _source(result: DocumentResult, position: int | None) -> None:
                if not item.grounded and (position is None or item.where.record == position)]
     names = [f.name for f in review.field_specs(get_schema(result.schema_ref))]
     colours = highlight.colours([*names, *(m.field for m in marks)])
-    legend = highlight.legend({k: v for k, v in colours.items()
-                               if any(m.field == k for m in marks)})
+    by_confidence = st.radio(
+        "Colour the values by", ["field", "confidence"], horizontal=True, key="mark_colours",
+        help="either way, low-confidence values are underlined and every value's confidence "
+             "is in its tooltip") == "confidence"
+    legend = highlight.band_legend() if by_confidence else highlight.legend(
+        {k: v for k, v in colours.items() if any(m.field == k for m in marks)})
     if legend:
         st.html(legend)
     st.html(highlight.render(result.document.text, marks, focus=position,
                              pages=result.document.pages, field_colours=colours,
-                             missing=missing))
+                             missing=missing,
+                             confidence={str(e.where): e.confidence for e in result.evidence},
+                             reviewed=result.reviewed, by_confidence=by_confidence))
     if position is None:
         return
     spans = [{"value": item.where.path, "found": span.text, "match": span.match,
               "page": span.page, "offsets": f"{span.start}-{span.end}",
+              "confidence": item.confidence, "reviewed": str(item.where) in result.reviewed,
               "sentence": span.sentence or ""}
              for item in result.evidence_of(position) for span in item.spans]
     spans += [{"value": item.where.path, "found": "not found in the source",
-               "match": "none", "page": None, "offsets": "", "sentence": item.value}
+               "match": "none", "page": None, "offsets": "", "confidence": item.confidence,
+               "reviewed": str(item.where) in result.reviewed, "sentence": item.value}
               for item in missing]
     with st.expander(f"Evidence of record {position + 1} ({len(spans)} span(s))"):
         st.dataframe(pd.DataFrame(spans), hide_index=True, width="stretch")
@@ -112,13 +203,22 @@ def _editor(result: DocumentResult, position: int) -> None:
     if any(f.kind in ("lines", "json") for f in fields):
         st.caption("Lists: one item per line. Boxes are checked when you click outside them "
                    "or press Ctrl+Enter.")
+    if any(f.kind == "table" for f in fields):
+        st.caption(f"Tables: one row per entry; add a row at the bottom, delete one with its "
+                   f"check box; several items in one cell are separated by "
+                   f"'{review.ITEM_SEPARATOR}'.")
     editors: dict[str, Any] = {}
+    initials: dict[str, Any] = {}
     slots = {}
     for f in fields:
-        initial = review.to_editor(f, item.current.get(f.name))
+        initial = initials[f.name] = review.to_editor(f, item.current.get(f.name))
         key = f"{base}:{f.name}"
         if f.kind == "bool":
             editors[f.name] = st.checkbox(f.name, value=initial, key=key, help=f.help)
+        elif f.kind == "table":
+            st.caption(f.name, help=f.help)
+            editors[f.name] = st.data_editor(initial, key=key, num_rows="dynamic",
+                                             hide_index=True, width="stretch")
         elif f.kind in ("lines", "json"):
             lines = max(2, min(10, initial.count("\n") + 1))
             editors[f.name] = st.text_area(f.name, value=initial, key=key, help=f.help,
@@ -132,9 +232,15 @@ def _editor(result: DocumentResult, position: int) -> None:
         (slots.get(name) or st).error("\n\n".join(messages))
     for name, messages in checked.problems.items():
         (slots.get(name) or st).warning("\n\n".join(messages))
-    if checked.valid and checked.record != item.current:
-        result.replace_record(position, checked.record,
-                              Grounder(result.document).evidence(checked.record, position))
+    # An edit is what differs from the editors' own first content: showing a value may
+    # already change it (an absent optional list reads back as []), which is no edit.
+    if checked.valid and checked.record not in (
+            item.current, review.check(spec, fields, initials, item.current).record):
+        if any(f.kind == "table" and checked.record.get(f.name) != item.current.get(f.name)
+               for f in fields):
+            # a table editor keeps its edits as row deltas: it restarts from the new record
+            _restart_editor(result, position)
+        review.edit_record(result, position, checked.record)
         st.rerun()  # the table and the highlights above show the edit
     accept, reject, reset = st.columns(3)
     if accept.button("Accept", key=f"accept:{base}", type="primary",
@@ -145,10 +251,11 @@ def _editor(result: DocumentResult, position: int) -> None:
     if reject.button("Reject", key=f"reject:{base}"):
         item.status = "rejected"
         st.rerun()
-    if reset.button("Reset", key=f"reset:{base}", help="back to the model's output",
-                    disabled=not item.edited):
-        result.replace_record(position, item.original, result.original_evidence_of(position))
-        versions[(result.key, position)] = versions.get((result.key, position), 0) + 1
+    if reset.button("Reset", key=f"reset:{base}",
+                    help="back to the model's output, its values unreviewed",
+                    disabled=not item.edited and not result.reviewed_of(position)):
+        review.reset_record(result, position)
+        _restart_editor(result, position)
         st.rerun()
 
 
