@@ -8,7 +8,8 @@ value covering it. Each face decides how a piece looks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import html
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from extraction.types import Evidence, FieldPath
@@ -65,3 +66,18 @@ def pieces(length: int, marks: Sequence[Mark], *, cuts: Iterable[int] = ()) -> I
             waiting += 1
         active = [i for i in active if marks[i].end >= end]  # ends only grow: drop for good
         yield Piece(start, end, tuple(marks[i] for i in sorted(active)))
+
+
+def marked_html(text: str, marks: Sequence[Mark], mark: Callable[[str, tuple[Mark, ...]], str],
+                *, pages: Sequence[tuple[int, int]] = ()) -> str:
+    """``text`` escaped, each piece covered by marks rendered by ``mark(escaped, marks)``,
+    with a page rule where each page after the first starts."""
+    page_starts = {start: number for number, (start, _) in enumerate(pages, start=1)
+                   if number > 1 and 0 < start <= len(text)}
+    parts = []
+    for piece in pieces(len(text), marks, cuts=page_starts):
+        if piece.start in page_starts:
+            parts.append(f'<span class="mx-page">page {page_starts[piece.start]}</span>')
+        escaped = html.escape(text[piece.start:piece.end], quote=False)
+        parts.append(mark(escaped, piece.marks) if piece.marks else escaped)
+    return "".join(parts)

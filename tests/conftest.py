@@ -11,6 +11,8 @@ Only end-to-end tests (marked ``slow``) use ``default_model_dir``, the prepared 
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import dataclass
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +146,31 @@ def tiny_model_dirs(tiny_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathF
 @pytest.fixture(params=["llama", "opt"])
 def tiny_model(request: pytest.FixtureRequest, tiny_model_dirs: dict[str, Path]):
     return models.load(str(tiny_model_dirs[request.param]), device="cpu")
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``matextract ARGS...`` in this process, as the entry point would (``run_app``
+    turns our errors into ``error: ...`` and exit code 2)."""
+    from app.cli.main import app
+    from app.cli.running import run_app
+
+    def run(*args: str) -> Ran:
+        capsys.readouterr()  # drop anything printed before
+        monkeypatch.setattr(sys, "argv", ["matextract", *args])
+        try:
+            run_app(app)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run

@@ -11,13 +11,10 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from app.cli.main import app
-from app.cli.running import run_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,30 +24,6 @@ def matextract(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``matextract ARGS...`` in this process, as the entry point would."""
-    def run(*args: str) -> Ran:
-        capsys.readouterr()  # drop anything printed before
-        monkeypatch.setattr(sys, "argv", ["matextract", *args])
-        try:
-            run_app(app)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return Ran(code, out, err)
-
-    return run
 
 
 def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:

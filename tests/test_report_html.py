@@ -12,15 +12,11 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from app.cli.main import app
-from app.cli.running import run_app
 from app.report.html_report import ReportDocument, build_report, render_document, totals
 from app.report.page import embed_json
 from extraction.confidence.levels import COLOURS
@@ -203,29 +199,6 @@ def test_a_thousand_documents_render_quickly_into_a_linear_file():
 
 
 # --- the command -----------------------------------------------------------------------------
-
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``matextract ARGS...`` in this process, as the entry point would."""
-    def run(*args: str) -> Ran:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["matextract", *args])
-        try:
-            run_app(app)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return Ran(code, out, err)
-
-    return run
 
 
 def _write_results(path: Path, lines: list[dict], tail: str = "") -> Path:

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from app.marking import Mark, marks_from_evidence, pieces
+from app.marking import Mark, marked_html, marks_from_evidence
 from app.report.page import page
 from extraction.confidence.levels import HIGH, LOW, level
 from extraction.types import Evidence, Extraction, FieldPath
@@ -130,16 +130,8 @@ def _marked(text: str, marks: Sequence[Mark], *, result: Extraction,
             pages: Sequence[tuple[int, int]] = ()) -> str:
     """``text`` escaped, each piece covered by marks in one ``<mark>``, page rules between
     pages."""
-    page_starts = {start: n for n, (start, _) in enumerate(pages, start=1)
-                   if n > 1 and 0 < start <= len(text)}
-    parts = []
-    for piece in pieces(len(text), marks, cuts=page_starts):
-        if piece.start in page_starts:
-            parts.append(f'<span class="mx-page">page {page_starts[piece.start]}</span>')
-        escaped = html.escape(text[piece.start:piece.end], quote=False)
-        parts.append(_mark(escaped, piece.marks, result, by_where, label) if piece.marks
-                     else escaped)
-    return "".join(parts)
+    return marked_html(text, marks, lambda escaped, covering: _mark(
+        escaped, covering, result, by_where, label), pages=pages)
 
 
 def _mark(escaped: str, covering: Sequence[Mark], result: Extraction,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from app.marking import Mark, marks_from_evidence, pieces
+from app.marking import Mark, marked_html, marks_from_evidence
 from extraction.confidence.levels import COLOURS, HIGH, LOW, Level, level
 from extraction.types import Evidence
 
@@ -65,16 +65,10 @@ def render(text: str, marks: Sequence[Mark], *, focus: int | None = None,
     field_colours = dict(field_colours or colours(m.field for m in marks))
     bands = None if confidence is None else _Bands(confidence, frozenset(reviewed),
                                                    by_confidence)
-    page_starts = {start: number for number, (start, _) in enumerate(pages, start=1)
-                   if number > 1 and 0 < start <= len(text)}
-    parts = [STYLE, '<div class="mx-doc" data-testid="mx-document">']
-    for piece in pieces(len(text), marks, cuts=page_starts):
-        if piece.start in page_starts:
-            parts.append(f'<span class="mx-page">page {page_starts[piece.start]}</span>')
-        escaped = html.escape(text[piece.start:piece.end], quote=False)
-        parts.append(_mark(escaped, piece.marks, focus, field_colours, bands) if piece.marks
-                     else escaped)
-    parts.append("</div>")
+    parts = [STYLE, '<div class="mx-doc" data-testid="mx-document">',
+             marked_html(text, marks, lambda escaped, covering: _mark(
+                 escaped, covering, focus, field_colours, bands), pages=pages),
+             "</div>"]
     if missing:
         chips = "".join(
             f'<span class="mx-miss{bands.css(str(item.where)) if bands else ""}" '
