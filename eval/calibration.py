@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from extraction.confidence.calibration import (Calibration, expected_calibration_error,
-                                               fit_selected, reliability_bins, risk_coverage)
+                                               fit_selected, raw_confidence, reliability_bins,
+                                               risk_coverage)
 from extraction.datasets.conversion import ENTRY_LAYOUT
 from extraction.types import Extraction
 from eval.normalised import normalise, view
@@ -73,7 +74,10 @@ def summary(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     gold = sum(line.get("gold_values", 0) for line in lines)
     curve = risk_coverage(scored, gold)
     kept = next((point for point in curve if point["coverage"] >= KEEP_SHARE), curve[-1])
+    raw = [(raw_confidence(row["features"]), bool(row["right"])) for line in lines
+           for row in line.get("values") or [] if row.get("features")]
     return {"values": len(pairs), "ece": expected_calibration_error(pairs),
+            "ece_uncalibrated": expected_calibration_error(raw),
             "precision_all": curve[-1]["precision"], "f1_all": curve[-1]["f1"],
             "keep_share": KEEP_SHARE, "kept_coverage": kept["coverage"],
             "kept_threshold": kept["threshold"], "kept_precision": kept["precision"],

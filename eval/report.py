@@ -193,15 +193,17 @@ def markdown_table(task: str, rows: Sequence[Mapping[str, Any]]) -> str:
 
 def calibration_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Per run: how well its confidences are calibrated and what a threshold buys."""
-    lines = ["| model | options | calibration | values | ECE | precision (all) | threshold "
-             "| kept | precision (kept) | F1 all / kept |", "|" + "---|" * 10]
+    lines = ["| model | options | calibration | values | ECE | ECE uncalibrated | "
+             "precision (all) | threshold | kept | precision (kept) | F1 all / kept |",
+             "|" + "---|" * 11]
     for row in rows:
         c = row["calibration"]
         if not c:
             continue
         lines.append(f"| {row['model']} | {_options_text(row)} | "
                      f"{row.get('calibration_source') or '–'} | {c['values']} | "
-                     f"{_f(c['ece'])} | {_f(c['precision_all'])} | {_f(c['kept_threshold'])} | "
+                     f"{_f(c['ece'])} | {_f(c.get('ece_uncalibrated'))} | "
+                     f"{_f(c['precision_all'])} | {_f(c['kept_threshold'])} | "
                      f"{_f(c['kept_coverage'], 2)} | {_f(c['kept_precision'])} | "
                      f"{_f(c['f1_all'])} / {_f(c['kept_f1'])} |")
     return "\n".join(lines)
