@@ -204,3 +204,25 @@ def test_every_value_gets_a_confidence_the_same_batched_or_alone(tiny_model_dirs
             assert a.confidence == pytest.approx(b.confidence, abs=2e-3)
         assert together.model["calibration"] == "uncalibrated"
     assert any(item.confidence is not None for r in batched for item in r.evidence)
+
+
+def test_extract_min_confidence_writes_kept_and_review_files(cli, tiny_model_dirs, tmp_path):
+    paper = tmp_path / "paper.txt"
+    paper.write_text("Er3+ doped SrLaMgTaO6 phosphors were prepared by solid-state reaction.")
+    out = tmp_path / "r.jsonl"
+    refused = cli("extract", str(paper), "--min-confidence", "0.5")
+    assert refused.returncode == 2 and "--min-confidence needs --out" in refused.stderr
+    assert cli("extract", str(paper), "--min-confidence", "2", "--out", str(out)
+               ).returncode == 2 and not out.exists()
+    common = ("extract", str(paper), "--model", str(tiny_model_dirs["llama"]), "--adapter",
+              "none", "--attempts", "1", "--max-new-tokens", "96", "--out", str(out))
+    assert cli(*common).returncode == 0
+    full = json.loads(out.read_text())
+    assert cli(*common, "--min-confidence", "1.0").returncode == 0  # everything is reviewed
+    kept = json.loads(out.read_text())
+    review = [json.loads(x) for x in (tmp_path / "r.review.jsonl").read_text().splitlines()]
+    assert review, "the tiny model wrote no value"
+    assert sorted(item["value"] for item in review) == sorted(
+        v for record in full["records"] for _, v in string_leaves(record))
+    assert not [v for record in kept["records"] for _, v in string_leaves(record)]
+    assert kept["min_confidence"] == 1.0
