@@ -25,6 +25,7 @@ from eval.tasks import Task, TaskError, TaskExample, merge_records, score_predic
 from extraction import models
 from extraction.errors import ConfigError, GenerationError, ModelNotFoundError
 from extraction.datasets.annotated import MAX_EXCLUDED_SHARE
+from extraction.config import DEFAULT_ATTEMPTS
 from extraction.pipeline import Extraction, Extractor, ExtractorConfig, adapted_schema
 from extraction.schemas.fewshot_choice import filled_paths
 from extraction.storage.fileio import write_atomic
@@ -132,9 +133,14 @@ def check_reachable(task: Task, grid: Sequence[tuple[ExtractorConfig, dict]], *,
 
 def run_id(task_name: str, config: ExtractorConfig, options: Mapping[str, Any]) -> str:
     """``<readable slug>-<8 hex>``: the hash covers the task and every non-default option,
-    so adding a new ExtractorConfig field with a default keeps old results resumable."""
-    digest = stable_hash({"task": task_name, "config": config.model_dump(exclude_defaults=True)},
-                         length=8)
+    so adding a new ExtractorConfig field with a default keeps old results resumable.
+
+    ``max_attempts`` is resolved from the adapter's card (never the field's default 0);
+    it counts as an option where it differs from 2, its default before cards set it."""
+    options_set = config.model_dump(exclude_defaults=True)
+    if options_set.get("max_attempts") == DEFAULT_ATTEMPTS:
+        del options_set["max_attempts"]
+    digest = stable_hash({"task": task_name, "config": options_set}, length=8)
     parts = [f"jsonl-{Path(task_name[6:]).stem}" if task_name.startswith("jsonl:") else task_name,
              Path(config.model).name] + ([Path(config.adapter).name] if config.adapter else [])
     parts += [f"{k}={v}" for k, v in options.items()]

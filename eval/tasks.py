@@ -24,7 +24,7 @@ from extraction.datasets.nerre_format import ENTRY_SCHEMAS, DopingRecord
 from extraction.datasets.conversion import (ENTRY_LAYOUT, doping_to_ours, doping_to_strict,
                                             entries_to_ours, merge_records, ours_to_entries,
                                             to_strict, union_doping)
-from extraction.datasets.splits import training_split
+from extraction.datasets.splits import task_parts, training_split
 from extraction.models import adapter_card
 from extraction.schemas import get_schema
 from extraction.schemas.base import Example
@@ -147,20 +147,30 @@ def _named_task(name: str) -> Task:
 
 def heldout_task(name: str, adapter: str) -> Task:
     """The training texts an adapter held out for validation: where pipeline options for a
-    tuned model are chosen, so the test split is only ever used for reporting."""
+    tuned model are chosen, so the test split is only ever used for reporting.
+
+    A multi-schema adapter's held-out texts are scored one task at a time:
+    ``heldout:ADAPTER@general:0``."""
+    adapter, _, part = adapter.partition("@")
     card = adapter_card(adapter)
     held_out = set(card.get("data", {}).get("validation_ids") or [])
     if not held_out:
         raise TaskError(f"adapter {adapter!r} has no held-out ids in its card",
                         hint="adapters trained by this version of 'matextract finetune' "
                              "record them")
-    schema, positives, negatives = training_split(card["task"])
+    parts = task_parts(card["task"])
+    if (part or len(parts) > 1) and part not in parts:
+        raise TaskError(f"adapter {adapter!r} was trained on {card['task']!r}: name one of "
+                        f"its tasks to score its held-out texts of",
+                        hint=" | ".join(f"heldout:{adapter}@{p}" for p in parts))
+    task = part or parts[0]
+    schema, positives, negatives = training_split(task)
     scorer = schema if schema in STRICT_SCORERS else None
     examples = tuple(
         TaskExample(item.id, item.text, item.gold,
                     to_strict(item.gold, scorer) if scorer else None)
         for item in positives + negatives if item.id in held_out)
-    kind, _, fold = card["task"].partition(":")
+    kind, _, fold = task.partition(":")
     # a fold of general/mof: that fold's examples; a jsonl: task (any schema): the schema's
     few_shot = fold_few_shot(schema, int(fold)) if kind in ENTRY_LAYOUT and fold.isdigit() \
         else get_schema(schema).examples

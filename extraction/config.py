@@ -15,8 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from extraction.documents.units import UNITS
 from extraction.models import (AUTO_ADAPTER, DEFAULT_MODEL, adapter_card, adapter_choice,
-                               default_adapter)
+                               default_adapter, inference_setting)
 from extraction.settings import DEFAULT_BATCH_SIZE
+
+AUTO_ATTEMPTS = 0  # max_attempts left to the adapter's card
+DEFAULT_ATTEMPTS = 2  # ... when the card does not say (or there is no adapter)
 
 # Option groups, shown as panels in ``--help``.
 PIPELINE = "Pipeline"
@@ -71,8 +74,10 @@ class ExtractorConfig(BaseModel):
     extractive: bool = option(True, "fields marked extractive (built-in entity fields; "
                               "x-extractive in a JSON Schema) can only be filled with text "
                               "copied from the unit read (with constrained decoding)")
-    max_attempts: int = option(2, "Reflexion attempts per context (1 = no retry)",
-                               cli="attempts", ge=1, le=5)
+    max_attempts: int = option(
+        AUTO_ATTEMPTS, "Reflexion attempts per context (1 = no retry); 0: the adapter's "
+        f"setting (its card: chosen on held-out data), else {DEFAULT_ATTEMPTS}",
+        cli="attempts", ge=0, le=5)
     self_critique: bool = option(False, "ask the model a yes/no check of each attempt")
     reflect_with_model: bool = option(True, "the model writes the reflection before a retry")
     few_shot: int | None = option(None, "few-shot examples in the prompt (default: the "
@@ -121,12 +126,17 @@ class ExtractorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _resolve_auto_adapter(self) -> ExtractorConfig:
-        """'auto' becomes a concrete adapter (or None) and unit at once, so saved configs,
-        fingerprints and run ids name what was really used."""
+        """'auto' becomes a concrete adapter (or None), and the unit and attempts left to
+        the adapter become its card's, at once, so saved configs, fingerprints and run ids
+        name what was really used."""
         if self.adapter == AUTO_ADAPTER:
             self.adapter = default_adapter(self.model, self.schema_name)
+        card = adapter_card(self.adapter)
         if self.unit == "auto":
-            self.unit = adapter_card(self.adapter).get("inference", {}).get("unit") or "whole"
+            self.unit = inference_setting(card, "unit", self.schema_name) or "whole"
+        if self.max_attempts == AUTO_ATTEMPTS:
+            self.max_attempts = (inference_setting(card, "max_attempts", self.schema_name)
+                                 or DEFAULT_ATTEMPTS)
         return self
 
     @classmethod

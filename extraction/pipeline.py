@@ -23,7 +23,7 @@ from extraction.confidence.values import unit_answers, with_confidence
 from extraction.decoding import generation
 from extraction.documents.units import split_units
 from extraction.merging import merge_records
-from extraction.models import LoadedModel, adapter_card, load
+from extraction.models import LoadedModel, adapter_card, inference_setting, load
 from extraction.retrieval import windows as retrieval
 from extraction.schemas import SchemaSpec, get_schema
 from extraction.schemas.base import Example
@@ -40,7 +40,8 @@ def prompt_examples(config: ExtractorConfig, examples: Sequence[Example]) -> tup
     """
     few_shot = config.few_shot
     if few_shot is None and config.adapter:
-        few_shot = adapter_card(config.adapter).get("inference", {}).get("few_shot")
+        few_shot = inference_setting(adapter_card(config.adapter), "few_shot",
+                                     config.schema_name)
     if config.examples:
         return choose_examples(examples, count=DEFAULT_COUNT if few_shot is None else few_shot)
     return tuple(examples if few_shot is None else examples[:few_shot])
@@ -52,7 +53,7 @@ def adapted_schema(config: ExtractorConfig) -> SchemaSpec:
     spec = get_schema(config.schema_name)
     if not config.adapter:
         return spec
-    learnt = adapter_card(config.adapter).get("inference", {}).get("bounds")
+    learnt = inference_setting(adapter_card(config.adapter), "bounds", config.schema_name)
     return widened(spec, Bounds.from_dict(learnt))
 
 
@@ -296,4 +297,4 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def _reflection_line(text: str, attempt: reflexion.Attempt) -> str:
     """The first line the model wrote, or, if it wrote nothing usable, the first problem."""
     line = text.strip().splitlines()[0][:300] if text.strip() else ""
-    return line if line.strip(" .-") else f"I must fix this: {attempt.signals[0]}"
+    return line if line.strip(" .-") else reflexion.fallback_reflection(attempt)

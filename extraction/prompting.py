@@ -120,8 +120,11 @@ def critique_messages(text: str, answer: str) -> list[Message]:
 
 
 def training_text(tokenizer: Any, spec: SchemaSpec, text: str, output: dict[str, Any], *,
-                  examples: Sequence[Example] | None = None) -> tuple[str, str]:
-    """(prompt, completion) for fine-tuning, built with exactly the inference prompt."""
-    prompt = render(tokenizer, build_messages(spec, text, examples=examples))
+                  examples: Sequence[Example] | None = None,
+                  feedback: Sequence[str] = ()) -> tuple[str, str]:
+    """(prompt, completion) for fine-tuning, built with exactly the inference prompt (a
+    retry's, carrying ``feedback`` on an earlier answer, when given)."""
+    prompt = render(tokenizer, build_messages(spec, text, examples=examples,
+                                              feedback=feedback))
     end = getattr(tokenizer, "eos_token", None) or ""
     return prompt, compact_json(output) + end

@@ -12,7 +12,9 @@ class FinetuneConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field("doping", description="doping | general:K | mof:K | jsonl:PATH")
+    task: str = Field("doping", description="doping | general:K | mof:K | jsonl:PATH, or "
+                      "several as multi:TASK,TASK,... (one adapter for all their schemas, each "
+                      "text prompted with its own schema)")
     model: str = Field("smollm2-135m", description="registry name or local model folder")
     rank: int = Field(16, ge=1, description="LoRA rank r")
     alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r)")
@@ -38,6 +40,15 @@ class FinetuneConfig(BaseModel):
                                                "inference with this adapter uses the same")
     negatives: float = Field(0.3, ge=0.0, description="sentences with nothing to extract, "
                                                       "as a share of the positive pairs")
+    schema_variants: int = Field(0, ge=0, le=8, description="schema variants per text, "
+                                 "in addition to its own schema: random field subsets, "
+                                 "renamed fields, reworded descriptions, shuffled order, flat "
+                                 "parallel lists for lists of objects (the gold transformed "
+                                 "to fit), so that the adapter follows the schema it is shown")
+    retry_pairs: float = Field(0.3, ge=0.0, le=1.0, description="share of the texts that "
+                               "also get a retry pair: the Reflexion retry prompt with "
+                               "feedback on a flawed first answer (gold with one mistake the "
+                               "evaluator notices), the gold as the completion")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="held out for validation loss")
     holdout_by_document: bool = Field(False, description="hold out whole documents (all "
                                       "sentences of an abstract), so that 'eval --task "

@@ -1,136 +1,101 @@
-"""Training pairs in exactly the pipeline's prompt format (shared code, never a copy)."""
+"""Training pairs in exactly the pipeline's prompt format (shared code, never a copy).
+
+A task is one NERRE task or user file, or several (``multi:doping,general:0,mof:0``), each
+text prompted with its own schema. Besides each annotated text's pair there can be pairs of
+schema variants (``extraction.schemas.augment``) and retry pairs (``finetune.retry``); all
+pairs made from one text share its id, so validation holds out texts, not pairs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from extraction import prompting
-from extraction.schemas import get_schema
 from extraction.datasets.annotated import MAX_EXCLUDED_SHARE
-from extraction.datasets.splits import training_split
-from extraction.errors import MatextractError
-from extraction.schemas.base import Example, scalar_leaves
-from extraction.schemas.bounds import Bounds, learn_bounds, widened
+from extraction.datasets.splits import task_parts, training_split
+from extraction.errors import ConfigError, MatextractError
+from extraction.schemas import get_schema
+from extraction.schemas.augment import draw_variant
+from extraction.schemas.base import Example, SchemaSpec, scalar_leaves
+from extraction.schemas.bounds import learn_bounds, widened
+from finetune.config import FinetuneConfig
+from finetune.retry import make_retry, value_pool
+from finetune.summary import DataSummary
 
 
 @dataclass(frozen=True)
 class Pair:
     """Token ids of one prompt and its target completion (loss is on the completion only)."""
 
-    id: str
+    id: str  # the annotated text's (its variants and retry pair share it)
     prompt_ids: list[int]
     completion_ids: list[int]
+    kind: str = "original"  # original | variant | retry
 
     def __len__(self) -> int:
         return len(self.prompt_ids) + len(self.completion_ids)
-
-
-MAX_LISTED_IDS = 10
 
 
 class ExcludedExamplesError(MatextractError):
     """Too many training examples would be left out."""
 
 
-@dataclass
-class DataSummary:
-    """What training will use and what it leaves out, and why: printed before training
-    and stored in the adapter card."""
+@dataclass(frozen=True)
+class PairText:
+    """One pair before tokenising: the schema its prompt shows, the text, the completion's
+    record, the few-shot examples, and the feedback of a retry prompt."""
 
-    task: str
-    examples: int = 0  # annotated texts read (positives + chosen negatives)
-    positives: int = 0
-    negatives: int = 0  # sampled from the texts a task marks as having nothing to extract
-    empty_gold: int = 0  # texts whose gold holds no value (they teach the empty answer)
-    pairs: int = 0  # prompt + completion pairs built
-    tokens: int = 0  # tokens over all pairs
-    longest: int = 0  # tokens of the longest pair
-    max_length: int = 0  # the budget pairs were held to
-    bounds: Bounds = field(default_factory=Bounds)  # learnt from the gold, used at inference
-    excluded: dict[str, list[str]] = field(default_factory=dict)  # reason -> example ids
-
-    @property
-    def excluded_count(self) -> int:
-        return sum(len(ids) for ids in self.excluded.values())
-
-    @property
-    def excluded_share(self) -> float:
-        return self.excluded_count / max(1, self.examples)
-
-    def counts(self) -> dict[str, Any]:
-        """The card's "data" entry."""
-        return {"examples": self.examples, "positives": self.positives,
-                "negatives": self.negatives, "empty_gold": self.empty_gold, "pairs": self.pairs, "tokens": self.tokens,
-                "longest_pair_tokens": self.longest, "max_length": self.max_length,
-                "excluded": {reason: len(ids) for reason, ids in self.excluded.items()},
-                "excluded_ids": self.excluded, "learnt_bounds": self.bounds.to_dict()}
-
-    def text(self) -> str:
-        lines = [f"training data ({self.task}): {self.examples} examples "
-                 f"({self.examples - self.empty_gold} with values, {self.empty_gold} "
-                 "without), "
-                 f"{self.pairs} pairs, {self.tokens:,} tokens; longest pair {self.longest} "
-                 f"tokens, budget {self.max_length}"]
-        for path, chars in self.bounds.strings.items():
-            lines.append(f"  string bound of {path} raised to {chars} characters (gold values "
-                         "need it)")
-        for path, items in self.bounds.arrays.items():
-            lines.append(f"  item bound of {path} raised to {items} (gold lists need it)")
-        for reason, ids in self.excluded.items():
-            shown = ", ".join(ids[:MAX_LISTED_IDS]) + (" ..." if len(ids) > MAX_LISTED_IDS
-                                                         else "")
-            lines.append(f"  excluded {len(ids)}: {reason} ({shown})")
-        if not self.excluded:
-            lines.append("  no example excluded")
-        return "\n".join(lines)
+    id: str  # the annotated text's id (every pair made from it shares it)
+    kind: str  # of PAIR_KINDS
+    label: str  # names the pair in the summary: the id, plus ~variantK or ~retry
+    spec: SchemaSpec
+    text: str
+    output: dict[str, Any]
+    examples: tuple[Example, ...]
+    feedback: tuple[str, ...] = ()
 
 
-def build_pairs(tokenizer: Any, task: str, *, few_shot: int, negatives: float,
-                max_length: int | None, seed: int, limit: int | None = None,
-                accept_exclusions: bool = False) -> tuple[list[Pair], DataSummary]:
-    """Tokenised pairs (positives + a seeded sample of negatives) and what was left out.
+def build_pairs(tokenizer: Any, config: FinetuneConfig) -> tuple[list[Pair], DataSummary]:
+    """Tokenised pairs of ``config.task`` (each part of a multi-schema task with its own
+    schema in the prompt: positives, a seeded sample of negatives, ``schema_variants``
+    variants of each, retry pairs for a ``retry_pairs`` share of the texts) and what was
+    left out.
 
-    Gold values longer than the schema allows raise its bounds (``summary.bounds``, used
-    again at inference). ``max_length`` None: the budget is the longest pair. More than
-    ``MAX_EXCLUDED_SHARE`` of the examples excluded raises ``ExcludedExamplesError`` unless
+    Gold values longer than a schema allows raise its bounds (``summary.bounds``, used again
+    at inference). ``max_length`` None: the budget is the longest pair. More than
+    ``MAX_EXCLUDED_SHARE`` of the pairs excluded raises ``ExcludedExamplesError`` unless
     ``accept_exclusions``.
     """
-    schema, positives, pool = training_split(task)
-    base = get_schema(schema)
-    rng = random.Random(seed)
-    chosen_negatives = rng.sample(pool, min(len(pool), int(round(negatives * len(positives)))))
-    bounds = learn_bounds(base, [a.gold for a in positives + chosen_negatives])
-    spec = widened(base, bounds)
-    examples: tuple[Example, ...] = spec.examples[:few_shot]
-    shot_texts = {e.text for e in examples}
-    items = [a for a in positives + chosen_negatives if a.text not in shot_texts]
-    summary = DataSummary(task, examples=len(items), positives=len(positives),
-                          negatives=len(chosen_negatives), bounds=bounds,
-                          empty_gold=sum(1 for a in items if not any(scalar_leaves(a.gold))))
+    summary = DataSummary(config.task)
+    rng = random.Random(config.seed)
+    texts = [pair for part in task_parts(config.task)
+             for pair in _part_texts(part, config, rng, summary)]
     built = []
-    for item in items:
-        if not spec.accepts(item.gold):
-            summary.excluded.setdefault("gold does not validate against the schema",
-                                        []).append(item.id)
-            continue
-        prompt, completion = prompting.training_text(tokenizer, spec, item.text, item.gold,
-                                                     examples=examples)
-        built.append(Pair(item.id, tokenizer.encode(prompt, add_special_tokens=False),
-                          tokenizer.encode(completion, add_special_tokens=False)))
-    summary.max_length = max_length or max((len(p) for p in built), default=0)
+    for item in texts:
+        prompt, completion = prompting.training_text(tokenizer, item.spec, item.text,
+                                                     item.output, examples=item.examples,
+                                                     feedback=item.feedback)
+        built.append((item, Pair(item.id, tokenizer.encode(prompt, add_special_tokens=False),
+                                 tokenizer.encode(completion, add_special_tokens=False),
+                                 kind=item.kind)))
+    summary.max_length = config.max_length or max((len(p) for _, p in built), default=0)
     pairs = []
-    for pair in built:
+    for item, pair in built:
         if len(pair) > summary.max_length:
-            summary.excluded.setdefault(f"longer than max_length {summary.max_length} tokens",
-                                        []).append(pair.id)
+            summary.exclude(f"longer than max_length {summary.max_length} tokens", item.label)
         else:
             pairs.append(pair)
     _count(summary, pairs)
-    if summary.excluded_share > MAX_EXCLUDED_SHARE and not accept_exclusions:
+    if summary.excluded_share > MAX_EXCLUDED_SHARE and not config.accept_exclusions:
         raise ExcludedExamplesError(
-            f"{summary.excluded_count} of {summary.examples} training examples "
+            f"{summary.excluded_count} of {summary.candidates} training pairs "
             f"({summary.excluded_share:.1%}) would be left out:\n{summary.text()}",
             hint="raise --max-length (or leave it unset: the budget then fits the longest "
                  "example), fix the listed examples, or pass --accept-exclusions")
@@ -138,14 +103,70 @@ def build_pairs(tokenizer: Any, task: str, *, few_shot: int, negatives: float,
         raise ExcludedExamplesError(f"no training example is left:\n{summary.text()}",
                                     hint="raise --max-length or leave it unset")
     rng.shuffle(pairs)
-    if limit is not None:
-        pairs = pairs[:limit]
+    if config.limit is not None:
+        pairs = pairs[:config.limit]
     _count(summary, pairs)
     return pairs, summary
 
 
+def _part_texts(task: str, config: FinetuneConfig, rng: random.Random,
+                summary: DataSummary) -> Iterator[PairText]:
+    """The pairs of one single-schema task, before tokenising (counted in ``summary``)."""
+    schema, positives, pool = training_split(task)
+    base = get_schema(schema)
+    if base.name in summary.bounds:
+        raise ConfigError(f"{config.task!r}: two of its tasks have the schema {base.name!r}",
+                          hint="a multi-schema task takes one task per schema")
+    chosen_negatives = rng.sample(pool, min(len(pool),
+                                            int(round(config.negatives * len(positives)))))
+    bounds = learn_bounds(base, [a.gold for a in positives + chosen_negatives])
+    spec = widened(base, bounds)
+    summary.bounds[spec.name] = bounds
+    examples: tuple[Example, ...] = spec.examples[:config.few_shot]
+    shot_texts = {e.text for e in examples}
+    items = [a for a in positives + chosen_negatives if a.text not in shot_texts]
+    summary.examples += len(items)
+    summary.positives += len(positives)
+    summary.negatives += len(chosen_negatives)
+    summary.empty_gold += sum(1 for a in items if not any(scalar_leaves(a.gold)))
+    usable = [a for a in items if spec.accepts(a.gold)]
+    usable_ids = {a.id for a in usable}
+    summary.candidates += len(items) + len(usable) * config.schema_variants
+    values = value_pool(a.gold for a in usable)
+    retried = {a.id for a in random.Random(f"{config.seed}:retry:{task}").sample(
+        usable, int(round(config.retry_pairs * len(usable))))}
+    for item in items:
+        if item.id not in usable_ids:
+            summary.exclude("gold does not validate against the schema", item.id)
+            continue
+        yield PairText(item.id, "original", item.id, spec, item.text, item.gold, examples)
+        for number in range(1, config.schema_variants + 1):
+            variant = draw_variant(spec, random.Random(f"{config.seed}:{item.id}:{number}"))
+            label = f"{item.id}~variant{number}"
+            try:
+                record = variant.record(item.gold)
+                shots = tuple(dataclasses.replace(e, output=variant.record(e.output))
+                              for e in examples)
+            except ValidationError:  # a variant is built to fit its gold: never seen
+                summary.exclude("gold does not fit its schema variant", label)
+                continue
+            summary.variant_changes.update(variant.changes)
+            yield PairText(item.id, "variant", label, variant.spec, item.text, record, shots)
+        if item.id in retried:
+            retry, _ = make_retry(spec, item.text, item.gold,
+                                  random.Random(f"{config.seed}:retry:{item.id}"), pool=values)
+            if retry is None:
+                summary.retry_unnoticed += 1
+                continue
+            summary.candidates += 1
+            summary.retry_perturbations[retry.perturbation] += 1
+            yield PairText(item.id, "retry", f"{item.id}~retry", spec, item.text, item.gold,
+                           examples, tuple(retry.feedback))
+
+
 def _count(summary: DataSummary, pairs: list[Pair]) -> None:
     summary.pairs = len(pairs)
+    summary.kinds = Counter(pair.kind for pair in pairs)
     summary.tokens = sum(len(p) for p in pairs)
     summary.longest = max((len(p) for p in pairs), default=0)
 
@@ -157,18 +178,20 @@ def document_of(pair_id: str) -> str:
 
 def split_validation(pairs: list[Pair], fraction: float, *, by_document: bool = False
                      ) -> tuple[list[Pair], list[Pair]]:
-    """(train, validation): the first ``fraction`` of the (shuffled) pairs, or of whole
-    documents in their order of first appearance when ``by_document``."""
+    """(train, validation): about ``fraction`` of the (shuffled) pairs, taken by whole texts
+    (a text's variants and retry pair go with it), or by whole documents when
+    ``by_document``, in their order of first appearance."""
     held_out = int(round(len(pairs) * fraction))
-    if not by_document:
-        return pairs[held_out:], pairs[:held_out]
+    group = document_of if by_document else (lambda pair_id: pair_id)
     sizes: dict[str, int] = {}
     for pair in pairs:
-        sizes[document_of(pair.id)] = sizes.get(document_of(pair.id), 0) + 1
+        sizes[group(pair.id)] = sizes.get(group(pair.id), 0) + 1
     chosen: set[str] = set()
-    for document, size in sizes.items():
-        if sum(sizes[d] for d in chosen) >= held_out:
+    taken = 0
+    for name, size in sizes.items():
+        if taken >= held_out:
             break
-        chosen.add(document)
-    return ([p for p in pairs if document_of(p.id) not in chosen],
-            [p for p in pairs if document_of(p.id) in chosen])
+        chosen.add(name)
+        taken += size
+    return ([p for p in pairs if group(p.id) not in chosen],
+            [p for p in pairs if group(p.id) in chosen])

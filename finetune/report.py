@@ -49,6 +49,8 @@ def readme(card: dict[str, Any]) -> str:
         f"{card['all_parameters']:,} ({100 * card['trainable_share']:.2f}%) |",
         f"| optimisation | AdamW lr={config['learning_rate']}, batch {config['batch_size']}, "
         f"{config['epochs']} epochs = {card['steps']} steps, seed {config['seed']} |",
+        f"| schemas | {', '.join(card.get('schemas', [])) or '–'} |",
+        f"| pairs by kind | {_kinds(data)} |",
         f"| prompt | the pipeline's own, {config['few_shot']} few-shot examples |",
         f"| time | {card['train_seconds']} s ({card['seconds_per_step']} s/step on "
         f"{card['device']}, {card['torch_threads']} threads) |",
@@ -60,6 +62,16 @@ def readme(card: dict[str, Any]) -> str:
     if card.get("evaluation"):
         lines += ["", "## Test scores", "", card["evaluation"]]
     return "\n".join(lines) + "\n"
+
+
+def _kinds(data: dict[str, Any]) -> str:
+    """"480 original, 480 variant (subset 240, ...), 144 retry (add 60, ...)"."""
+    kinds = data.get("pairs_by_kind") or {"original": data["pairs"]}
+    details = {"variant": data.get("variant_changes"), "retry": data.get("retry_perturbations")}
+    return ", ".join(
+        f"{count} {kind}" + (" (" + ", ".join(f"{k} {v}" for k, v in details[kind].items())
+                             + ")" if details.get(kind) else "")
+        for kind, count in kinds.items() if count)
 
 
 def _rounded(value: float | None) -> str:

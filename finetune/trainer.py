@@ -22,11 +22,13 @@ from typing import Any, Callable
 import torch
 
 from extraction.storage.fileio import write_atomic
-from extraction.datasets.splits import training_unit
+from extraction.config import DEFAULT_ATTEMPTS
+from extraction.datasets.splits import MULTI, task_parts, training_unit
 from extraction.storage.hashing import stable_hash
 from extraction.models import ADAPTER_CARD, choose_device, resolve_model_dir
 from finetune.config import FinetuneConfig
-from finetune.data import DataSummary, Pair, build_pairs, document_of, split_validation
+from finetune.data import Pair, build_pairs, document_of, split_validation
+from finetune.summary import DataSummary
 from finetune.lora import attach_lora, trainable_share
 from finetune.report import readme, write_loss_curve
 
@@ -43,9 +45,16 @@ class History:
     seconds: float = 0.0
 
 
+# Options added after the first adapters: at these values they change nothing, and are left
+# out of the hash so that a checkpoint written before they existed still resumes.
+NEUTRAL = {"schema_variants": 0, "retry_pairs": 0.0}
+
+
 def config_hash(config: FinetuneConfig) -> str:
     """Identifies what a checkpoint belongs to (device and limits of a smoke run included)."""
-    return stable_hash(config.model_dump(mode="json"))
+    values = config.model_dump(mode="json")
+    return stable_hash({key: value for key, value in values.items()
+                        if key not in NEUTRAL or value != NEUTRAL[key]})
 
 
 def batch_order(n_pairs: int, *, batch_size: int, epochs: float, seed: int) -> list[list[int]]:
@@ -206,19 +215,15 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
     ``on_data`` sees what the training data holds and leaves out before the first step;
     too much left out stops here (``ExcludedExamplesError``), before anything is written.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     started = time.perf_counter()
     device = choose_device(config.device)
     display, source = resolve_model_dir(config.model)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer, pairs, summary = training_data(config)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
         else tokenizer.eos_token_id
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    pairs, summary = build_pairs(tokenizer, config.task, few_shot=config.few_shot,
-                                 negatives=config.negatives, max_length=config.max_length,
-                                 seed=config.seed, limit=config.limit,
-                                 accept_exclusions=config.accept_exclusions)
     if on_data is not None:
         on_data(summary)
     torch.manual_seed(config.seed)
@@ -226,10 +231,7 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
     model = attach_lora(model, rank=config.rank, alpha=config.alpha, dropout=config.dropout,
                         targets=config.target_modules)
     model.train()
-    train_pairs, val_pairs = split_validation(pairs, config.val_fraction,
-                                              by_document=config.holdout_by_document)
-    steps = batch_order(len(train_pairs), batch_size=config.batch_size, epochs=config.epochs,
-                        seed=config.seed)
+    train_pairs, val_pairs, steps = training_plan(config, pairs)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=config.learning_rate, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -294,10 +296,9 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
         "final_validation_loss": history.validation[-1][1] if history.validation else None,
         "history": {"train": history.train, "validation": history.validation},
         "wall_seconds_this_run": round(time.perf_counter() - started, 1),
-        # what inference must give this adapter: its prompt and the unit it was trained on
-        "inference": {"few_shot": config.few_shot, "unit": training_unit(config.task),
-                      # string and list bounds raised for the gold: inference widens the same
-                      "bounds": summary.bounds.to_dict()},
+        "schemas": list(summary.bounds),  # 'auto' picks adapters by them
+        "multi_schema": config.task.startswith(MULTI),
+        "inference": inference_card(config, summary),
     }
     if done:
         model.save_pretrained(out)  # standard peft layout: adapter_config.json + safetensors
@@ -306,6 +307,45 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
         write_loss_curve(card, out / "loss_curve.png")
         write_atomic(out / "README.md", readme(card))  # replaces peft's empty template
     return card
+
+
+def training_data(config: FinetuneConfig) -> tuple[Any, list[Pair], DataSummary]:
+    """(tokenizer, pairs, summary) of a config: what ``train`` uses and ``--dry-run``
+    prints, without loading the model."""
+    from transformers import AutoTokenizer
+
+    _, source = resolve_model_dir(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    pairs, summary = build_pairs(tokenizer, config)
+    return tokenizer, pairs, summary
+
+
+def training_plan(config: FinetuneConfig, pairs: list[Pair]
+                  ) -> tuple[list[Pair], list[Pair], list[list[int]]]:
+    """(training pairs, validation pairs, every step's pair indices)."""
+    train_pairs, val_pairs = split_validation(pairs, config.val_fraction,
+                                              by_document=config.holdout_by_document)
+    steps = batch_order(len(train_pairs), batch_size=config.batch_size, epochs=config.epochs,
+                        seed=config.seed)
+    return train_pairs, val_pairs, steps
+
+
+def inference_card(config: FinetuneConfig, summary: DataSummary) -> dict[str, Any]:
+    """What inference must give this adapter (``models.inference_setting`` reads it): its
+    prompt, the unit it was trained on, the string and list bounds raised for the gold, and
+    Reflexion attempts (``matextract eval --choose-attempts`` sets them on held-out data).
+
+    A multi-schema adapter has an entry per schema it was trained on; its own settings are
+    those for any other schema (no bounds learnt, texts read whole)."""
+    parts = task_parts(config.task)
+    common = {"few_shot": config.few_shot, "max_attempts": DEFAULT_ATTEMPTS}
+    if len(parts) == 1 and not config.task.startswith(MULTI):
+        (bounds,) = summary.bounds.values()
+        return {**common, "unit": training_unit(config.task), "bounds": bounds.to_dict()}
+    units = {name: training_unit(part) for name, part in zip(summary.bounds, parts)}
+    return {**common, "unit": "whole", "bounds": {},
+            "schemas": {name: {"unit": units[name], "bounds": bounds.to_dict()}
+                        for name, bounds in summary.bounds.items()}}
 
 
 def peak_memory_mb(device: str) -> float:

@@ -35,7 +35,8 @@ CORRECTED = [
 # epochs (one step each), 1 at 30, none from 35: 50 leaves a margin. Seeded: same adapter.
 TRAINING = ["--rank", "8", "--alpha", "16", "--dropout", "0", "--epochs", "50",
             "--batch-size", "3", "--learning-rate", "5e-2", "--warmup-steps", "0",
-            "--val-fraction", "0", "--checkpoint-every", "1000", "--seed", "0"]
+            "--val-fraction", "0", "--checkpoint-every", "1000", "--seed", "0",
+            "--retry-pairs", "0"]  # one pair per correction: the memorising above holds
 # The cheapest pipeline: one attempt, no Reflexion retry.
 EVAL_PIPELINE = ["--set", "max_attempts=1"]
 EXTRACT_PIPELINE = ["--attempts", "1"]

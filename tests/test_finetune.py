@@ -76,8 +76,9 @@ def test_same_seed_same_adapter(tiny_model_dirs, tmp_path):
 
 def test_training_prompt_equals_the_inference_prompt(tiny_model_dirs):
     loaded = models.load(str(tiny_model_dirs["llama"]), device="cpu")
-    pairs, counts = build_pairs(loaded.tokenizer, "doping", few_shot=0, negatives=0.0,
-                                max_length=1024, seed=0, limit=5)
+    pairs, counts = build_pairs(loaded.tokenizer, FinetuneConfig(
+        task="doping", few_shot=0, negatives=0.0, max_length=1024, seed=0, limit=5,
+        retry_pairs=0.0))
     _, positives, _ = training_split("doping")
     by_id = {item.id: item for item in positives}
     spec = get_schema("doping")
@@ -121,8 +122,9 @@ def test_fast_loss_equals_the_textbook_loss_and_gradients(arch, tiny_model_dirs)
     from finetune.trainer import collate, summed_loss
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dirs[arch])
-    pairs, _ = build_pairs(tokenizer, "doping", few_shot=0, negatives=0.3, max_length=384,
-                           accept_exclusions=True, seed=0, limit=4)
+    pairs, _ = build_pairs(tokenizer, FinetuneConfig(
+        task="doping", few_shot=0, negatives=0.3, max_length=384, accept_exclusions=True,
+        seed=0, limit=4))
     batch = collate(pairs[:4], tokenizer.eos_token_id, "cpu")
     assert batch["shared_prefix"] > 50  # the instructions are shared; the sentences are not
     model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dirs[arch]),

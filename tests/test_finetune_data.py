@@ -51,7 +51,8 @@ def _task(folder: Path, *, lines: list[str] | None = None, schema: dict | None =
 
 def _config(model_dir: Path, path: Path, **overrides) -> FinetuneConfig:
     values = dict(task=f"jsonl:{path}", model=str(model_dir), rank=4, alpha=8, dropout=0.0,
-                  epochs=1, batch_size=2, warmup_steps=0, val_fraction=0.0, seed=1)
+                  epochs=1, batch_size=2, warmup_steps=0, val_fraction=0.0, seed=1,
+                  retry_pairs=0.0)  # one pair per example: the counts below are examples
     values.update(overrides)
     return FinetuneConfig(**values)
 
@@ -69,6 +70,8 @@ def test_long_paragraphs_and_long_values_are_all_trained_on(tiny_model_dirs, tmp
     assert "no example excluded" in summaries[0].text()
     saved = json.loads((tmp_path / "adapter" / CARD_FILE).read_text())
     assert saved["inference"]["bounds"] == card["inference"]["bounds"]
+    assert saved["schemas"] == ["synthesis"] and "schemas" not in saved["inference"]
+    assert saved["multi_schema"] is False
     # inference with the adapter accepts what it was taught; the plain schema does not
     gold = {"samples": [{"material": "ZnO", "procedure": LONG_PROCEDURE}]}
     config = ExtractorConfig(schema_name=str(path.parent / "synthesis.json"),
@@ -87,7 +90,7 @@ def test_a_small_budget_that_leaves_examples_out_stops_unless_accepted(tiny_mode
              "gold": {"samples": [{"material": "ZnO", "procedure": "made"}]}}
     path.write_text(path.read_text() + json.dumps(short) + "\n")
     with pytest.raises(ExcludedExamplesError,
-                       match=r"(?s)6 of 7 training examples .*excluded 6: longer than "
+                       match=r"(?s)6 of 7 training pairs .*excluded 6: longer than "
                              r"max_length 256 tokens \(p0, p1, p2"):
         train(_config(tiny_model_dirs["llama"], path, max_length=256), tmp_path / "no")
     assert not (tmp_path / "no").exists()

@@ -46,6 +46,10 @@ def run_eval(
         help="fit each run's confidence calibration on its values and store it with its "
              "adapter (or, for a base model, in matextract's data folder); only on held-out "
              "training data such as heldout:ADAPTER, never on a test split")] = False,
+    choose_attempts: Annotated[bool, typer.Option(
+        help="from runs of --set max_attempts=1,2 on held-out data (heldout:ADAPTER), write "
+             "each adapter's Reflexion attempts into its card: the fewest unless more add "
+             ">= 0.02 F1; inference uses it when --attempts is not given")] = False,
 ) -> None:
     """Run models x adapters x options on a task (resumable), then write results.json,
     report.md and PNG plots into --out and print the table."""
@@ -76,6 +80,8 @@ def run_eval(
     typer.echo(f"wrote {out / 'report.md'}, {out / 'results.json'} and plots", err=True)
     if fit_calibration:
         store_calibrations(out)
+    if choose_attempts:
+        store_attempts(out)
 
 
 def store_calibrations(out: Path) -> None:
@@ -95,6 +101,18 @@ def store_calibrations(out: Path) -> None:
         typer.echo(f"calibration fitted on {calibration.values} values "
                    f"(in-sample ECE {calibration.measures['ece_uncalibrated']:.3f} raw -> "
                    f"{calibration.measures['ece_fitted']:.3f}): {path}", err=True)
+
+
+def store_attempts(out: Path) -> None:
+    """Choose and store the Reflexion attempts of every adapter run in a results folder."""
+    from eval.attempts import choose_attempts, store_choice
+    from eval.report import load_runs
+
+    for choice in choose_attempts(load_runs(out)):
+        path = store_choice(choice, results=str(out))
+        scores = ", ".join(f"{count}: {f1:.3f}" for count, f1 in choice.f1.items())
+        typer.echo(f"{choice.adapter} on {choice.schema}: max_attempts {choice.chosen} "
+                   f"({choice.kind} F1 by attempts {scores}): {path}", err=True)
 
 
 def command_line(task: str, models: list[str], adapters: list[str | None],

@@ -18,11 +18,22 @@ def finetune_command(
     out: Annotated[Path, typer.Option(help="adapter folder to write (re-run to resume)")],
     merge: Annotated[bool, typer.Option(help="also write base+adapter merged into OUT/merged")]
     = False,
+    dry_run: Annotated[bool, typer.Option(help="only build the training pairs, print what "
+                                               "they hold (pairs, tokens, kinds, exclusions) "
+                                               "and exit; nothing is written")] = False,
 ) -> None:
     """LoRA-fine-tune a model for extraction, in the pipeline's own prompt format."""
     from tqdm import tqdm
 
-    from finetune.trainer import train
+    from finetune.trainer import train, training_data, training_plan
+
+    if dry_run:
+        _, pairs, summary = training_data(config)
+        train_pairs, _, steps = training_plan(config, pairs)
+        typer.echo(summary.text())
+        typer.echo(f"{len(train_pairs)} pairs trained on: {len(steps)} optimizer steps of "
+                   f"{config.batch_size} pairs for {config.epochs} epochs")
+        return
 
     bar = tqdm(desc="LoRA", unit="step")
 

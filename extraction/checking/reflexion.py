@@ -149,8 +149,19 @@ def run_many(spec: SchemaSpec, trials: Sequence[Trial], *, generate: GenerateMan
         for trial, reflection in zip(retrying, reflections, strict=True):
             attempt = trial.attempts[-1]
             attempt.reflection = reflection
-            trial.feedback = attempt.signals + ([f"Reflection: {reflection}"] if reflection
-                                                else [])
+            trial.feedback = retry_feedback(attempt)
+
+
+def retry_feedback(attempt: Attempt) -> list[str]:
+    """The lines the next attempt's prompt carries about ``attempt``: its signals, then its
+    reflection (fine-tuning's retry pairs are built with this too)."""
+    return attempt.signals + ([f"Reflection: {attempt.reflection}"] if attempt.reflection
+                              else [])
+
+
+def fallback_reflection(attempt: Attempt) -> str:
+    """The reflection written for the model when it wrote nothing usable."""
+    return f"I must fix this: {attempt.signals[0]}"
 
 
 def run(spec: SchemaSpec, text: str, grounder: Grounder, *, generate: GenerateFn,

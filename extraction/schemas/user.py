@@ -25,18 +25,25 @@ def from_json_schema_file(path: Path) -> SchemaSpec:
     except json.JSONDecodeError as exc:
         raise SchemaError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})",
                           hint="a schema file must be a JSON Schema object") from exc
+    return from_json_schema(schema, name=path.stem, where=str(path))
+
+
+def from_json_schema(schema: object, *, name: str, where: str) -> SchemaSpec:
+    """A JSON Schema (already read) as a schema named ``name``; ``where`` names it in error
+    messages and as its origin. Users' files and fine-tuning's schema variants both come
+    through here, so a variant is what the same schema in a file would be."""
     if not isinstance(schema, dict) or schema.get("type") != "object" \
             or not isinstance(schema.get("properties"), dict) or not schema["properties"]:
-        raise SchemaError(f"{path}: the root must be an object schema with 'properties'",
+        raise SchemaError(f"{where}: the root must be an object schema with 'properties'",
                           hint='e.g. {"type": "object", "properties": {"alloy": {"type": '
                                '"string"}}}')
-    name = schema.get("title") or path.stem
-    model = model_from_json_schema(name, schema, where=str(path))
-    instructions = schema.get("description") or f"Extract {name} from the text."
-    return SchemaSpec(name=path.stem, version=str(schema.get("version", "1")), model=model,
-                      instructions=instructions, origin=str(path),
-                      examples=schema_examples(schema, model, path=path),
-                      extra={"cues": schema_cues(schema, where=str(path))})
+    title = schema.get("title") or name
+    model = model_from_json_schema(title, schema, where=where)
+    instructions = schema.get("description") or f"Extract {title} from the text."
+    return SchemaSpec(name=name, version=str(schema.get("version", "1")), model=model,
+                      instructions=instructions, origin=where,
+                      examples=schema_examples(schema, model, path=Path(where)),
+                      extra={"cues": schema_cues(schema, where=where)})
 
 
 def from_import_path(target: str) -> SchemaSpec:
