@@ -12,7 +12,6 @@ fitted calibration with ``extraction.confidence.store``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from extraction.confidence.calibration import (Calibration, expected_calibration
                                                fit_selected, raw_confidence, reliability_bins,
                                                risk_coverage)
 from extraction.datasets.conversion import ENTRY_LAYOUT
+from extraction.schemas.base import without_positions
 from extraction.types import Extraction
 from eval.normalised import normalise, view
 
@@ -28,7 +28,7 @@ KEEP_SHARE = 0.7  # the acceptance point: precision of the 70% most confident va
 
 def value_field(schema: str, path: str) -> str:
     """The gold field a value at ``path`` is checked against (``view``'s field names)."""
-    bare = re.sub(r"\[\d+\]", "", path)
+    bare = without_positions(path)
     if schema == "doping":
         return {"links.host": "hosts", "links.dopant": "dopants"}.get(bare, bare)
     if schema in ENTRY_LAYOUT:

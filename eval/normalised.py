@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from extraction.datasets.conversion import ENTRY_LAYOUT
-from extraction.schemas.base import string_leaves
+from extraction.schemas.base import string_leaves, without_positions
 
 DOPING_FIELDS = ("hosts", "dopants")
 DOPING_LINK = "host-dopant"
@@ -117,7 +117,7 @@ def view(record: Mapping[str, Any] | None, schema: str) -> View:
     grouped: dict[str, set[str]] = {}
     for path, value in string_leaves(dict(record)):
         if normalised := normalise(value):
-            grouped.setdefault(re.sub(r"\[\d+\]", "", path), set()).add(normalised)
+            grouped.setdefault(without_positions(path), set()).add(normalised)
     return View(fields={k: frozenset(v) for k, v in grouped.items()}, links={})
 
 

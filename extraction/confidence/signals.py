@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from extraction.checking.grounding import normalise
 from extraction.confidence.tokens import ValueScore, string_value_spans
+from extraction.schemas.base import without_positions
 from extraction.types import Evidence
 
 FEATURES = ("mean", "low", "first", "words", "grounded", "revised", "agreement")
@@ -32,7 +33,7 @@ Key = tuple[str, str]  # (field path without list positions, normalised value)
 
 
 def value_key(path: str, value: str) -> Key:
-    return re.sub(r"\[\d+\]", "", path), normalise(value)
+    return without_positions(path), normalise(value)
 
 
 @dataclass

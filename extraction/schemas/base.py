@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,6 +304,12 @@ def scalar_leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from scalar_leaves(item, f"{path}[{position}]")
     elif value is not None and not (isinstance(value, str) and not value.strip()):
         yield path, value
+
+
+def without_positions(path: str) -> str:
+    """The field a leaf path belongs to, list positions removed: ``links[1].host`` ->
+    ``links.host`` (values of one field across list items share it)."""
+    return re.sub(r"\[\d+\]", "", path)
 
 
 def string_leaves(value: Any, path: str = "") -> Iterator[tuple[str, str]]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from extraction.schemas.base import scalar_leaves
+from extraction.schemas.base import scalar_leaves, without_positions
 
 COLUMNS = (
     "source", "sha256", "schema", "model", "adapter", "record", "field", "path", "value",
@@ -44,7 +43,7 @@ def flat_rows(lines: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                 key = f"records[{position}].{path}"
                 spans = evidence.get(key) or []
                 first = spans[0] if spans else {}
-                yield {**base, "record": position, "field": re.sub(r"\[\d+\]", "", path),
+                yield {**base, "record": position, "field": without_positions(path),
                        "path": path,
                        "value": value if isinstance(value, str) else json.dumps(value),
                        "confidence": confidence.get(key), "reviewed": key in reviewed,
