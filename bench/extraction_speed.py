@@ -3,6 +3,7 @@ configurations, on the same benchmark texts, model and prompt, scored the same w
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from extraction.decoding import generation
 from extraction import models
 from extraction.models import LoadedModel
 from bench.answers import answer_line, pipeline_prompts
+from bench.llamacpp_loop import llama_cpp_loop
+from bench.llamacpp_server import LlamaCppOptions, ServerOptions, llama_server_loop
+from extraction.errors import MatextractError
 from extraction.pipeline import ExtractorConfig
 from extraction.schemas import get_schema
 from extraction.storage.jsonl import read_jsonl
@@ -32,24 +36,39 @@ class Setting:
     plain: bool = False
 
 
+TRANSFORMERS = {"backend": "transformers"}
+LLAMACPP = {"backend": "llamacpp"}
+
 SETTINGS = (
     Setting("plain `generate` loop (fp32, batch 1, unconstrained)", {}, plain=True),
-    Setting("ours: constrained, batch 1", {"batch_size": 1, "fast_forward": False,
-                                           "max_attempts": 1}),
-    Setting("ours: + fast-forward", {"batch_size": 1, "max_attempts": 1}),
-    Setting("ours: + batch 16, padded", {"batch_size": 16, "max_attempts": 1,
-                                         "packed_batches": False}),
-    Setting("ours: + packed, batch 8", {"batch_size": 8, "max_attempts": 1}),
-    Setting("ours: + packed, batch 16", {"batch_size": 16, "max_attempts": 1}),
-    Setting("ours: + packed, batch 32", {"batch_size": 32, "max_attempts": 1}),
-    Setting("ours: + packed, batch 64", {"batch_size": 64, "max_attempts": 1}),
-    Setting("ours: packed batch 32, extractive off", {"batch_size": 32, "max_attempts": 1,
-                                                      "extractive": False}),
-    Setting("ours: packed batch 32, unconstrained", {"batch_size": 32, "max_attempts": 1,
-                                                     "constrained": False}),
-    Setting("ours: packed batch 32, int8", {"batch_size": 32, "max_attempts": 1,
-                                            "precision": "int8"}),
-    Setting("ours: default pipeline (batch 32, Reflexion 2 attempts)", {}),
+    Setting("ours, transformers: constrained, batch 1",
+            {**TRANSFORMERS, "batch_size": 1, "fast_forward": False, "max_attempts": 1}),
+    Setting("ours, transformers: + fast-forward",
+            {**TRANSFORMERS, "batch_size": 1, "max_attempts": 1}),
+    Setting("ours, transformers: + batch 16, padded",
+            {**TRANSFORMERS, "batch_size": 16, "max_attempts": 1, "packed_batches": False}),
+    Setting("ours, transformers: + packed, batch 8",
+            {**TRANSFORMERS, "batch_size": 8, "max_attempts": 1}),
+    Setting("ours, transformers: + packed, batch 16",
+            {**TRANSFORMERS, "batch_size": 16, "max_attempts": 1}),
+    Setting("ours, transformers: + packed, batch 32",
+            {**TRANSFORMERS, "batch_size": 32, "max_attempts": 1}),
+    Setting("ours, transformers: + packed, batch 64",
+            {**TRANSFORMERS, "batch_size": 64, "max_attempts": 1}),
+    Setting("ours, transformers: packed batch 32, extractive off",
+            {**TRANSFORMERS, "batch_size": 32, "max_attempts": 1, "extractive": False}),
+    Setting("ours, transformers: packed batch 32, unconstrained",
+            {**TRANSFORMERS, "batch_size": 32, "max_attempts": 1, "constrained": False}),
+    Setting("ours, transformers: packed batch 32, int8 (dynamic)",
+            {**TRANSFORMERS, "batch_size": 32, "max_attempts": 1, "precision": "int8"}),
+    Setting("ours, llama.cpp Q8_0: batch 1", {**LLAMACPP, "batch_size": 1, "max_attempts": 1}),
+    Setting("ours, llama.cpp Q8_0: batch 16", {**LLAMACPP, "batch_size": 16, "max_attempts": 1}),
+    Setting("ours, llama.cpp Q8_0: batch 32", {**LLAMACPP, "batch_size": 32, "max_attempts": 1}),
+    Setting("ours, llama.cpp Q8_0: batch 64", {**LLAMACPP, "batch_size": 64, "max_attempts": 1}),
+    Setting("ours, llama.cpp f32: batch 64",
+            {**LLAMACPP, "batch_size": 64, "max_attempts": 1, "precision": "float32"}),
+    Setting("ours: default pipeline (llama.cpp Q8_0 where installed, batch 32, attempts "
+            "from the card)", {}),
 )
 
 
@@ -80,15 +99,17 @@ def plain_generate_loop(task: Task, loaded: LoadedModel, config: ExtractorConfig
 
 def measure_settings(task: Task, *, model: str, limit: int | None,
                      settings: tuple[Setting, ...] = SETTINGS,
-                     llama_cpp_ggufs: tuple[Path, ...] = (),
-                     llama_cpp_threads: int = 2,
-                     llama_cpp_grammar: bool = False) -> list[dict[str, Any]]:
-    """Every setting on the same texts, in one process; one summary row per setting, then one
-    per llama.cpp GGUF. Model loading is outside every figure (each setting loads its model
+                     llama_cpp: LlamaCppOptions | None = None) -> list[dict[str, Any]]:
+    """Every setting on the same texts, in one process; one summary row per setting, then the
+    llama.cpp rows. Model loading is outside every figure (each setting loads its model
     before timing)."""
     rows = []
+    unavailable = llamacpp_unavailable(model, task.schema)
     with tempfile.TemporaryDirectory(prefix="matextract-bench-") as folder:
         for setting in settings:
+            if unavailable and setting.options.get("backend") == "llamacpp":
+                print(f"skipped {setting.label!r}: {unavailable}", file=sys.stderr)
+                continue
             config = ExtractorConfig(model=model, schema_name=task.schema, **setting.options)
             if setting.plain:
                 loaded = models.load(config.model, precision=config.precision,
@@ -102,19 +123,56 @@ def measure_settings(task: Task, *, model: str, limit: int | None,
                     Path(folder) / f"{run_id(task.name, config, setting.options)}.jsonl",
                     required=RESULT_KEYS).rows
             rows.append(_row(task, model, setting.label, setting.options, lines))
-    if llama_cpp_ggufs:
-        from bench.llamacpp_loop import llama_cpp_loop
-
-        config = ExtractorConfig(model=model, schema_name=task.schema, max_attempts=1)
-        tokenizer = models.load_tokenizer(config.model)
-    for gguf in llama_cpp_ggufs:
-        lines = llama_cpp_loop(task, gguf, config, limit, tokenizer=tokenizer,
-                               threads=llama_cpp_threads, grammar=llama_cpp_grammar)
-        mode = "grammar" if llama_cpp_grammar else "unconstrained"
-        rows.append(_row(task, model, f"llama.cpp single stream ({gguf.name}, {mode}, "
-                                      f"{llama_cpp_threads} threads)",
-                         {"llama_cpp": str(gguf), "grammar": llama_cpp_grammar}, lines))
+    if llama_cpp is not None:
+        rows += llama_cpp_rows(task, model=model, limit=limit, options=llama_cpp)
     return rows
+
+
+def llamacpp_unavailable(model: str, schema: str) -> str | None:
+    """Why the llama.cpp backend cannot run ``model`` here (None: it can). Its rows are then
+    left out of the bench instead of failing it (e.g. a model whose tokenizer llama.cpp's
+    converter does not know)."""
+    config = ExtractorConfig(model=model, schema_name=schema, **LLAMACPP)
+    try:
+        models.load(config.model, adapter=config.adapter, backend="llamacpp")
+    except MatextractError as exc:
+        return exc.message
+    return None
+
+
+def llama_cpp_rows(task: Task, *, model: str, limit: int | None,
+                   options: LlamaCppOptions) -> list[dict[str, Any]]:
+    """Per GGUF: the single-stream row, then one llama-server row per slot count and mode,
+    all with the prompt tokens of our pipeline's one-attempt configuration."""
+    if not options.gguf:
+        return []
+    config = ExtractorConfig(model=model, schema_name=task.schema, max_attempts=1)
+    tokenizer = models.load_tokenizer(config.model)
+    rows = []
+    for gguf in options.gguf:
+        if options.single_stream:
+            lines = llama_cpp_loop(task, gguf, config, limit, tokenizer=tokenizer,
+                                   threads=options.threads, grammar=options.grammar)
+            mode = "grammar" if options.grammar else "unconstrained"
+            rows.append(_row(task, model, f"llama.cpp single stream ({gguf.name}, {mode}, "
+                                          f"{options.threads} threads)",
+                             {"llama_cpp": str(gguf), "grammar": options.grammar}, lines))
+        for server in options.servers(gguf):
+            for json_schema in options.server_modes:
+                lines = llama_server_loop(task, config, limit, tokenizer=tokenizer,
+                                          options=server, json_schema=json_schema)
+                rows.append(_row(task, model, server_label(server, json_schema=json_schema),
+                                 {"llama_cpp": str(gguf), "server": str(server.binary),
+                                  "parallel": server.parallel, "kv_unified": server.kv_unified,
+                                  "json_schema": json_schema}, lines))
+    return rows
+
+
+def server_label(server: ServerOptions, *, json_schema: bool) -> str:
+    """``llama-server --parallel 64 (model.gguf, json_schema, 2 threads)``."""
+    flags = f"--parallel {server.parallel}" + (" --kv-unified" if server.kv_unified else "")
+    mode = "json_schema" if json_schema else "unconstrained"
+    return f"llama-server {flags} ({server.gguf.name}, {mode}, {server.threads} threads)"
 
 
 def _row(task: Task, model: str, label: str, options: dict[str, Any],

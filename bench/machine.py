@@ -43,3 +43,25 @@ def weight_bytes(model: Any) -> int:
 def decode_floor_tokens_per_second(bandwidth_gbps: float, weights: int) -> float:
     """One sequence cannot decode faster than reading every weight once per token."""
     return bandwidth_gbps * 1e9 / weights
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best-of-N fp32 matrix-multiply throughput (all threads): the compute ceiling a decode
+    step's matrix products can approach."""
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def shares_of_limits(*, tokens_per_second: float, steps_per_second: float, parameters: int,
+                     weight_bytes_read: int, gflops: float, bandwidth_gbps: float
+                     ) -> dict[str, float]:
+    """How close a decode rate is to the machine's two ceilings: compute (about two FLOPs
+    per parameter per token) and memory (every weight read once per batched step)."""
+    return {"compute_share": tokens_per_second * 2 * parameters / (gflops * 1e9),
+            "bandwidth_share": steps_per_second * weight_bytes_read / (bandwidth_gbps * 1e9)}

@@ -285,7 +285,7 @@ def _short(rid: str, width: int = 48) -> str:
 
 
 def _load_key(config: ExtractorConfig) -> tuple:
-    return config.model, config.adapter, config.precision, config.device
+    return config.model, config.adapter, config.precision, config.device, config.backend
 
 
 def _release(loaded: models.LoadedModel | None) -> None:
@@ -332,11 +332,13 @@ def run_grid(task: Task, grid: Sequence[tuple[ExtractorConfig, dict]], *, out: P
         if loaded is None or _load_key(config) != loaded_key:
             _release(loaded)
             loaded = models.load(config.model, device=config.device,
-                                 precision=config.precision, adapter=config.adapter)
+                                 precision=config.precision, adapter=config.adapter,
+                                 backend=config.backend)
             loaded_key = _load_key(config)
         extractor = Extractor(config, loaded=loaded, examples=task.few_shot)
         meta["prompt_examples"] = [x.origin for x in extractor.examples]
         meta["model"] = {"name": loaded.name, "precision": loaded.precision,
+                         "backend": loaded.backend,
                          "device": loaded.device, "parameters": _parameters(loaded, config.model)}
         meta["command"] = command or " ".join(sys.argv)
         meta["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from extraction.documents.units import UNITS
-from extraction.models import (AUTO_ADAPTER, DEFAULT_MODEL, adapter_card, adapter_choice,
-                               default_adapter, inference_setting)
+from extraction.models import (AUTO_ADAPTER, BACKENDS, DEFAULT_MODEL, adapter_card,
+                               adapter_choice, default_adapter, inference_setting)
 from extraction.settings import DEFAULT_BATCH_SIZE
 
 AUTO_ATTEMPTS = 0  # max_attempts left to the adapter's card
@@ -68,7 +68,12 @@ class ExtractorConfig(BaseModel):
     adapter: str | None = option(AUTO_ADAPTER, "LoRA adapter: a folder (peft layout) or a "
                                  "shipped adapter's name; 'none' for the base model; 'auto': "
                                  "the shipped adapter trained for this model and schema, if any")
-    precision: str = option("auto", "auto | float32 | bfloat16 | float16 | int8")
+    precision: str = option("auto", "auto | float32 | bfloat16 | float16 | int8 (with the "
+                            "llama.cpp backend: auto and int8 mean Q8_0 weights)")
+    backend: Literal[BACKENDS] = option(  # type: ignore[valid-type]  # one list: loading.py
+        "auto", "who computes the logits: llamacpp (CPU: a GGUF of the model, many sequences "
+        "per step) | transformers (any device); auto: llamacpp on CPU when it is installed and "
+        "converts the model, else transformers (with a one-line notice)")
     device: str | None = option(None, "cpu | cuda (default: cuda when available)")
     constrained: bool = option(True, "constrain decoding to the schema's JSON")
     extractive: bool = option(True, "fields marked extractive (built-in entity fields; "
@@ -113,7 +118,8 @@ class ExtractorConfig(BaseModel):
                                 "and reuse them for every text", affects_output=False,
                                 group=SPEED)
     fast_forward: bool = option(True, "append the tokens the schema forces (keys, quotes, "
-                                "brackets) without a model step each", affects_output=False,
+                                "brackets) without a model step each (transformers backend: "
+                                "llama.cpp is faster without)", affects_output=False,
                                 group=SPEED)
     packed_batches: bool = option(True, "run a batch as one packed step (no padding, prompt "
                                   "prefix attended once) where the model allows; off: a "

@@ -74,7 +74,8 @@ class Extractor:
                         if self.config.examples else self.spec.examples)
         started = time.perf_counter()
         self.loaded = loaded or load(self.config.model, device=self.config.device,
-                                     precision=self.config.precision, adapter=self.config.adapter)
+                                     precision=self.config.precision, adapter=self.config.adapter,
+                                     backend=self.config.backend)
         self.load_seconds = time.perf_counter() - started
         self.constraint = (generation.JsonConstraint(self.loaded, self.spec.json_schema())
                            if self.config.constrained else None)
@@ -116,7 +117,8 @@ class Extractor:
                 source=document.source, sha256=document.sha256,
                 schema={"name": self.spec.name, "version": self.spec.version},
                 model={"name": self.loaded.name, "adapter": self.loaded.adapter,
-                       "precision": self.loaded.precision, "device": self.loaded.device,
+                       "precision": self.loaded.precision, "backend": self.loaded.backend,
+                       "device": self.loaded.device,
                        "calibration": self.calibration.fitted_on if self.calibration
                        else RAW},
                 timings={"retrieval_s": round(time.perf_counter() - window_started, 4)}))

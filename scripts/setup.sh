@@ -17,4 +17,27 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium 
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         chromium chromium-driver >/dev/null) || echo "chromium not installed: the browser test will skip"
 fi
+# The llama.cpp backend (the fast CPU decoder): llama-cpp-python built here from source for
+# this CPU (about 15 min the first time on 2 cores; pip caches the wheel), and llama.cpp's GGUF
+# converter from the same sdist. Without them decoding falls back to transformers.
+# MATEXTRACT_NO_LLAMACPP=1 skips this step.
+LLAMA_CPP_PYTHON=0.3.36
+if [ -z "${MATEXTRACT_NO_LLAMACPP:-}" ]; then
+    if CMAKE_ARGS="-DGGML_NATIVE=ON" $PIP --no-binary llama-cpp-python \
+            "llama-cpp-python==$LLAMA_CPP_PYTHON" sentencepiece; then
+        SDIST=".venv/share/matextract/sdist"
+        CONVERTER=".venv/share/matextract/llama.cpp"
+        .venv/bin/python -m pip download --disable-pip-version-check -q --no-deps \
+            --no-binary :all: "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$SDIST"
+        rm -rf "$CONVERTER" && mkdir -p "$CONVERTER"
+        tar -xzf "$SDIST/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz" -C "$CONVERTER" \
+            --strip-components=3 \
+            "llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp/convert_hf_to_gguf.py" \
+            "llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp/conversion" \
+            "llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp/gguf-py"
+        rm -rf "$SDIST"
+    else
+        echo "llama-cpp-python did not build: decoding will use transformers (slower on CPU)"
+    fi
+fi
 .venv/bin/matextract models prepare smollm2-135m

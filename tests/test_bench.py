@@ -36,7 +36,11 @@ def test_bench_command_reports_every_setting_with_scores(tiny_model_dirs, tmp_pa
                       "--no-index", "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
-    assert [row["label"] for row in report["settings"]] == [s.label for s in SETTINGS]
+    # llama.cpp's converter does not know the tiny model's tokenizer: its rows are left out,
+    # saying why, and every other setting runs.
+    assert "llama.cpp's converter failed" in done.stderr
+    assert [row["label"] for row in report["settings"]] == \
+        [s.label for s in SETTINGS if s.options.get("backend") != "llamacpp"]
     for row in report["settings"]:
         assert row["n"] == 2 and row["records_per_minute"] > 0
         assert row["strict"] is not None  # scored with the paper's scorer

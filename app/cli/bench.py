@@ -13,14 +13,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from extraction.errors import ConfigError
+from app.cli.options import config_command, option_specs
+from bench.llamacpp_server import LlamaCppOptions
 from extraction.storage.fileio import write_atomic
 
-LLAMA_CPP_NOTE = ("No llama.cpp row in this run: pass --llama-cpp-gguf (needs llama-cpp-python, "
-                  "which compiles from source in ~15 min on 2 cores).")
+LLAMA_CPP_NOTE = ("No llama.cpp row in this run: pass --llama-cpp-gguf with --llama-server "
+                  "(bench/build_llama_server.sh builds it) and/or llama-cpp-python (compiles "
+                  "from source in ~15 min on 2 cores).")
 
 
+@config_command(command="bench", llama_cpp=LlamaCppOptions)
 def bench_command(
+    llama_cpp: LlamaCppOptions,
     model: Annotated[str, typer.Option(help="registry name or local model folder")]
     = "smollm2-135m",
     task: Annotated[str, typer.Option(help="eval task whose texts are extracted")] = "doping",
@@ -30,17 +34,11 @@ def bench_command(
     = Path("bench-results"),
     index: Annotated[bool, typer.Option(help="also HNSW vs exact search and embedding speed")]
     = True,
-    llama_cpp_gguf: Annotated[Optional[list[Path]], typer.Option(
-        help="GGUF file of the same (merged) model to run through llama.cpp side by side; "
-             "repeat for several (make one with bench/export_gguf.py)")] = None,
-    llama_cpp_threads: Annotated[int, typer.Option(help="llama.cpp threads")] = 2,
-    llama_cpp_grammar: Annotated[bool, typer.Option(
-        help="constrain llama.cpp with a grammar from the schema (slow in llama-cpp-python)")]
-    = False,
 ) -> None:
     """Records/min and F1 of a plain generate loop vs our configurations; time to first token
     with and without prefix reuse; constraint cost; forward passes saved by fast-forward;
-    memory-bandwidth floor; HNSW vs exact search; embedding speed."""
+    memory-bandwidth floor; HNSW vs exact search; embedding speed; llama.cpp side by side,
+    one stream and served by llama-server."""
     import torch
 
     from bench import extraction_speed, machine
@@ -48,20 +46,11 @@ def bench_command(
     from extraction import models
 
     loaded_task = load_task(task)
-    ggufs = tuple(llama_cpp_gguf or ())
-    for gguf in ggufs:
-        if not gguf.is_file():
-            raise ConfigError(f"{gguf}: no such GGUF file",
-                              hint="make one with: python bench/export_gguf.py --help")
-    if ggufs and not _has_llama_cpp():
-        raise ConfigError("--llama-cpp-gguf needs llama-cpp-python",
-                          hint="pip install 'matextract[llamacpp]' (compiles llama.cpp, ~15 min)")
     report: dict[str, Any] = {
         "command": " ".join(["matextract", "bench", "--model", model, "--task", task]
                             + (["--limit", str(limit)] if limit else [])
                             + ([] if index else ["--no-index"])
-                            + [f"--llama-cpp-gguf {g}" for g in llama_cpp_gguf or []]
-                            + (["--llama-cpp-grammar"] if llama_cpp_grammar else [])),
+                            + option_args(llama_cpp)),
         "written": time.strftime("%Y-%m-%d %H:%M"),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": platform.processor() or platform.machine()},
@@ -87,8 +76,7 @@ def bench_command(
     typer.echo("ttft done", err=True)
 
     report["settings"] = extraction_speed.measure_settings(
-        loaded_task, model=model, limit=limit, llama_cpp_ggufs=ggufs,
-        llama_cpp_threads=llama_cpp_threads, llama_cpp_grammar=llama_cpp_grammar)
+        loaded_task, model=model, limit=limit, llama_cpp=llama_cpp)
     if index:
         report["index"] = _index_figures()
         report["embedding"] = _embedding_figures(loaded_task)
@@ -179,10 +167,19 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _has_llama_cpp() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
+def option_args(options: Any) -> list[str]:
+    """The flags that set an option dataclass away from its defaults (the report's command)."""
+    args = []
+    for spec in option_specs(type(options)):
+        value = getattr(options, spec.name)
+        if value == spec.default:
+            continue
+        if isinstance(value, bool):
+            args.append(f"--{spec.cli}" if value else f"--no-{spec.cli}")
+        else:
+            args += [f"--{spec.cli} {item}" for item in
+                     (value if isinstance(value, tuple) else (value,))]
+    return args
 
 
 def _f(value: Any, digits: int = 3) -> str:

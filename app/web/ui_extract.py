@@ -40,17 +40,19 @@ def _release_model(entry: tuple[models.LoadedModel, float]) -> None:
 
 @st.cache_resource(max_entries=2, on_release=_release_model,
                    show_spinner="Loading the model (once; later runs reuse it)…")
-def cached_model(model: str, device: str | None, precision: str, adapter: str | None
-                 ) -> tuple[models.LoadedModel, float]:
+def cached_model(model: str, device: str | None, precision: str, adapter: str | None,
+                 backend: str) -> tuple[models.LoadedModel, float]:
     started = time.perf_counter()
-    loaded = models.load(model, device=device, precision=precision, adapter=adapter)
+    loaded = models.load(model, device=device, precision=precision, adapter=adapter,
+                         backend=backend)
     return loaded, time.perf_counter() - started
 
 
 @st.cache_resource(max_entries=2, show_spinner="Preparing the schema grammar…")
 def cached_extractor(config_json: str) -> Extractor:
     config = ExtractorConfig.model_validate_json(config_json)
-    loaded, _ = cached_model(config.model, config.device, config.precision, config.adapter)
+    loaded, _ = cached_model(config.model, config.device, config.precision, config.adapter,
+                             config.backend)
     return Extractor(config, loaded=loaded)
 
 
@@ -92,6 +94,8 @@ def sidebar_config() -> ExtractorConfig | None:
             "Precision", models.PRECISIONS, key="precision",
             help="auto: float32 on CPU (bf16 is slow on most CPUs), bfloat16 on CUDA. "
                  "int8: dynamic quantization, CPU only, faster decoding.")
+        backend = st.selectbox("Backend", models.BACKENDS, key="backend",
+                               help=_help("backend"))
         device = st.selectbox("Device", ("auto", "cpu", "cuda"), key="device")
         with st.expander("Pipeline options", expanded=False):
             retrieval = st.radio("Retrieval", ("auto", "on", "off"), horizontal=True,
@@ -115,7 +119,7 @@ def sidebar_config() -> ExtractorConfig | None:
         return None
     try:
         return ExtractorConfig(
-            model=model, adapter=adapter, precision=precision,
+            model=model, adapter=adapter, precision=precision, backend=backend,
             device=None if device == "auto" else device, schema_name=schema_ref,
             constrained=constrained, max_attempts=int(attempts), self_critique=critique,
             strict_grounding=strict, retrieval=retrieval, max_new_tokens=int(budget),
@@ -296,7 +300,7 @@ def run_job(job: Job) -> None:
     config = ExtractorConfig.model_validate(job.config)
     try:
         loaded, seconds = cached_model(config.model, config.device, config.precision,
-                                       config.adapter)
+                                       config.adapter, config.backend)
         extractor = cached_extractor(config.model_dump_json())
     except MatextractError as exc:
         job.cancel()

@@ -7,6 +7,8 @@ answers:
 
 - ``PackedSteps`` (models ``packed.supports``): all rows' tokens as one sequence, no
   padding, the prompt prefix's keys/values shared by every row (see ``packed``);
+- ``LlamaCppSteps`` (models loaded with the llama.cpp backend): the same tokens as
+  sequences of one llama.cpp batch, the prefix's cells shared (see ``models.llamacpp``);
 - ``PaddedSteps`` (any model): rows right-aligned and left-padded to the widest, positions
   passed explicitly, so padding and rejected forced tokens are masked out for good
   (attention mask 0) instead of being cut from the KV cache.
@@ -26,7 +28,7 @@ import torch
 from extraction.decoding import packed as packing
 from extraction.decoding.extractive import EXTRACTIVE_MARGIN, CopyPlan, CopyState
 from extraction.errors import GenerationError
-from extraction.models import LoadedModel
+from extraction.models import LoadedModel, llamacpp
 
 
 @dataclass
@@ -79,17 +81,14 @@ class BatchDecoder:
                    matcher=self.constraint.matcher() if self.constraint else None,
                    scanner=JsonEndScanner(), copy=copy)
 
-    def run(self, rows: list[Row], prefix: Any | None, prefix_length: int) -> float:
+    def run(self, rows: list[Row], prefix: Any | None) -> float:
         """Decode every row to its end; returns the seconds to the first forward pass.
 
-        ``prefix``: the KV cache (one row) of the first ``prefix_length`` tokens every row
-        starts with, or None.
+        ``prefix``: the ``PrefixCache`` of the tokens every row starts with, or None.
         """
         started = time.perf_counter()
         prefill_seconds = 0.0
-        steps_runner = (PackedSteps(self.loaded, len(rows), prefix, prefix_length)
-                        if self.packed else
-                        PaddedSteps(self.loaded, self.pad_id, len(rows), prefix, prefix_length))
+        steps_runner = self._steps(rows, prefix)
         active = list(range(len(rows)))
         with torch.inference_mode():
             while active:
@@ -107,6 +106,18 @@ class BatchDecoder:
                     steps_runner.keep(still)
                 active = [active[b] for b in still]
         return prefill_seconds
+
+    def _steps(self, rows: list[Row], prefix: Any | None) -> Any:
+        """How steps run: through llama.cpp when the model has an engine, else packed or
+        padded through transformers."""
+        engine = self.loaded.engine
+        if engine is not None:
+            return LlamaCppSteps(engine, rows, prefix.ids if prefix else [],
+                                 self.max_new_tokens)
+        cache, length = (prefix.cache, len(prefix.ids)) if prefix else (None, 0)
+        if self.packed:
+            return PackedSteps(self.loaded, len(rows), cache, length)
+        return PaddedSteps(self.loaded, self.pad_id, len(rows), cache, length)
 
     def _step_tokens(self, row: Row) -> tuple[list[int], list[int]]:
         if not self.fast_forward:
@@ -308,6 +319,74 @@ class PackedSteps:
 
     def keep(self, batch_rows: list[int]) -> None:
         self.cache.keep(batch_rows)
+
+
+class LlamaCppSteps:
+    """``BatchDecoder`` steps through a ``LlamaCppEngine`` (same interface as
+    ``PackedSteps``); each row is one llama.cpp sequence.
+
+    llama.cpp runs a step as one pass only if its sequences are numbered 1..n without gaps
+    and sent in that order (with a KV stream per sequence it splits a batch into runs of
+    consecutive sequences), so rows that stay after others finish are moved into the freed
+    numbers and every step is sent sorted by sequence.
+    """
+
+    def __init__(self, engine: llamacpp.LlamaCppEngine, rows: list[Any], prefix_ids: list[int],
+                 max_new_tokens: int) -> None:
+        if rows and len(rows) >= llamacpp.MAX_SEQUENCES:
+            raise GenerationError(f"{len(rows)} rows exceed llama.cpp's "
+                                  f"{llamacpp.MAX_SEQUENCES - 1} sequences",
+                                  hint="use a smaller --batch-size")
+        self.engine = engine
+        # The first step carries every prompt; any step, forced tokens up to each budget.
+        most_per_step = sum(len(row.pending) for row in rows) + len(rows) * max_new_tokens
+        # Each row: the prefix, its prompt and its answer (rejected forced tokens leave before
+        # the next step, and forced tokens never run past the budget).
+        longest = max((len(row.pending) for row in rows), default=0)
+        engine.reserve(len(rows), len(prefix_ids) + longest + max_new_tokens + 1,
+                       most_per_step)
+        for sequence in range(1, len(rows) + 1):  # what an interrupted batch may have left
+            engine.forget(sequence)
+        engine.ensure_prefix(prefix_ids)
+        self.sequences = list(range(1, len(rows) + 1))
+        self.ends = [row.next_position for row in rows]
+        if prefix_ids:
+            for sequence in self.sequences:
+                engine.share_prefix(sequence)
+
+    def forward(self, rows: list[Any], steps: list[tuple[list[int], list[int]]]
+                ) -> list[torch.Tensor]:
+        """Run one step; per row, the logits at its forced tokens and after them."""
+        parts = []
+        for batch_row, (row, (pending, forced)) in enumerate(zip(rows, steps)):
+            tokens = pending + forced
+            parts.append((self.sequences[batch_row], row.next_position, tokens,
+                          len(forced) + 1))
+            self.ends[batch_row] = row.next_position + len(tokens)
+        order = sorted(range(len(parts)), key=lambda b: parts[b][0])
+        logits = self.engine.decode([parts[b] for b in order])
+        by_sequence = torch.split(logits, [parts[b][3] for b in order])
+        out: list[torch.Tensor] = [torch.empty(0)] * len(parts)
+        for position, batch_row in enumerate(order):
+            out[batch_row] = by_sequence[position]
+        return out
+
+    def reject(self, batch_row: int, count: int) -> None:
+        self.ends[batch_row] -= count
+        self.engine.forget(self.sequences[batch_row], self.ends[batch_row])
+
+    def keep(self, batch_rows: list[int]) -> None:
+        kept = set(batch_rows)
+        for batch_row, sequence in enumerate(self.sequences):
+            if batch_row not in kept:
+                self.engine.forget(sequence)
+        self.sequences = [self.sequences[b] for b in batch_rows]
+        self.ends = [self.ends[b] for b in batch_rows]
+        count = len(self.sequences)
+        holes = iter(sorted(set(range(1, count + 1)) - set(self.sequences)))
+        for batch_row, sequence in enumerate(self.sequences):
+            if sequence > count:
+                self.sequences[batch_row] = self.engine.move(sequence, next(holes))
 
 
 def pick_closer(logits: torch.Tensor, closers: list[int]) -> int | None:

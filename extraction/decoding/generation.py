@@ -133,11 +133,21 @@ class PrefixCache:
     once and copied into every request that starts with the same tokens."""
 
     def __init__(self, loaded: LoadedModel, prefix: str) -> None:
+        self.loaded = loaded
         self.ids: list[int] = loaded.tokenizer(prefix, add_special_tokens=False)["input_ids"]
-        with torch.inference_mode():
-            out = loaded.model(input_ids=torch.tensor([self.ids], device=loaded.device),
-                               use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
+        self._cache: Any = None
+
+    @property
+    def cache(self) -> Any:
+        """transformers' KV cache of the prefix, computed on first use (the llama.cpp
+        backend keeps its own and never asks)."""
+        if self._cache is None:
+            loaded = self.loaded
+            with torch.inference_mode():
+                out = loaded.model(input_ids=torch.tensor([self.ids], device=loaded.device),
+                                   use_cache=True, logits_to_keep=1)
+            self._cache = out.past_key_values
+        return self._cache
 
     def matches(self, input_ids: list[int]) -> bool:
         """Whether a prompt starts with the prefix (and goes on after it)."""
@@ -192,8 +202,7 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
     packed = packed and packing.supports(loaded.model)
     decoder = BatchDecoder(loaded, constraint, max_new_tokens=max_new_tokens,
                            stop_at_json_end=stop_at_json_end,
-                           fast_forward=fast_forward and (
-                               packed or _full_attention_only(loaded.model)),
+                           fast_forward=fast_forward and _fast_forward_pays(loaded, packed),
                            stop_ids=_stop_ids(loaded), packed=packed, copy_plan=plan)
     if constraint is not None and max_new_tokens <= decoder.reserve:
         raise GenerationError(f"max_new_tokens={max_new_tokens} is too small for this schema",
@@ -204,7 +213,7 @@ def generate_many(loaded: LoadedModel, prompts: Sequence[str], *,
     start = len(prefix.ids) if shared else 0
     rows = [decoder.new_row(ids[start:], start, source=sources[i] if plan else None)
             for i, ids in enumerate(encoded)]
-    prefill_seconds = decoder.run(rows, prefix.cache if shared else None, start)
+    prefill_seconds = decoder.run(rows, prefix if shared else None)
     total = time.perf_counter() - started
     return [Generation(text=loaded.tokenizer.decode(row.generated, skip_special_tokens=True),
                        token_ids=row.generated, prompt_tokens=len(ids),
@@ -228,6 +237,16 @@ def _copy_plan(constraint: JsonConstraint | None, sources: Sequence[str] | None,
         raise GenerationError(f"{len(sources)} sources for {prompts} prompts",
                               hint="pass one source text per prompt")
     return constraint.copy_plan()
+
+
+def _fast_forward_pays(loaded: LoadedModel, packed: bool) -> bool:
+    """Whether fast-forward saves time and keeps answers greedy here. Not on llama.cpp: it
+    runs a step whose rows carry unequal token counts as several passes, one per count, so
+    forced tokens cost more than decoding them (64 doping sentences: 19.9 s with, 16.0 s
+    without; BENCHMARKS.md)."""
+    if loaded.engine is not None:
+        return False
+    return packed or _full_attention_only(loaded.model)
 
 
 def _full_attention_only(model: Any) -> bool:

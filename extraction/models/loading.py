@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from extraction.errors import ConfigError, ModelNotFoundError
-from extraction.models.adapters import attach_adapter
+from extraction.models.adapters import attach_adapter, resolve_adapter
+from extraction.models.gguf import GGUF_TYPE_OF_PRECISION, cached_gguf
 from extraction.models.registry import DEFAULT_MODEL, resolve_model_dir
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
+# Who computes the logits: llama.cpp (CPU, GGUF of the merged model) or transformers (any
+# device; training). "auto": llama.cpp on CPU when it is installed.
+BACKENDS = ("auto", "llamacpp", "transformers")
+_NOTICES: set[str] = set()
 
 
 def choose_device(device: str | None = None) -> str:
@@ -33,6 +39,8 @@ class LoadedModel:
     device: str
     precision: str
     adapter: str | None = None
+    backend: str = "transformers"
+    engine: Any = None  # a LlamaCppEngine when backend == "llamacpp"
 
     @property
     def has_chat_template(self) -> bool:
@@ -42,20 +50,85 @@ class LoadedModel:
 _LOADED: dict[tuple, LoadedModel] = {}
 
 
+def resolve_backend(backend: str, device: str | None) -> str:
+    """The concrete backend for ``backend`` on ``device``; 'auto' falls back to transformers
+    with a one-line notice when llama.cpp is not installed."""
+    from extraction.models import llamacpp
+    from extraction.models.gguf import converter_path
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}", hint=f"choose one of {BACKENDS}")
+    on_cpu = choose_device(device) == "cpu"
+    if backend == "transformers" or (backend == "auto" and not on_cpu):
+        return "transformers"
+    missing = ("llama-cpp-python" if not llamacpp.available() else
+               "llama.cpp's GGUF converter" if converter_path() is None else None)
+    if backend == "llamacpp":
+        if not on_cpu:
+            raise ConfigError("the llama.cpp backend runs on CPU here",
+                              hint="use --backend transformers on a GPU")
+        if missing:
+            raise ConfigError(f"the llama.cpp backend needs {missing}",
+                              hint="run scripts/setup.sh, or use --backend transformers")
+        return "llamacpp"
+    if missing:
+        _notice(f"note: llama.cpp backend unavailable ({missing} not installed: "
+                "scripts/setup.sh installs it); decoding with transformers")
+        return "transformers"
+    return "llamacpp"
+
+
+def _llamacpp_engine(model: Any, tokenizer: Any, *, source: str, outtype: str,
+                     adapter: str | None, requested: str) -> Any:
+    """The model's llama.cpp engine; None (after a notice) when the converter cannot write
+    this model and the backend was only 'auto'."""
+    from extraction.models.llamacpp import LlamaCppEngine
+
+    try:
+        gguf = cached_gguf(model, tokenizer, source=source, outtype=outtype,
+                           adapter=str(resolve_adapter(adapter)) if adapter else None)
+    except ConfigError as exc:
+        if requested != "auto":
+            raise
+        _notice(f"note: llama.cpp cannot run this model ({exc.message}); decoding with "
+                "transformers")
+        return None
+    # float32 means float32 throughout: f32 keys/values and plain attention (llama.cpp's
+    # fused kernel rounds through f16), so answers track transformers' (tests compare them).
+    full = outtype == "f32"
+    return LlamaCppEngine(gguf, full_precision_cache=full, flash_attention=not full)
+
+
+def _notice(text: str) -> None:
+    if text not in _NOTICES:
+        _NOTICES.add(text)
+        print(text, file=sys.stderr)
+
+
 def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
-         precision: str = "auto", adapter: str | None = None) -> LoadedModel:
-    """Load (once per process) a model ready for inference."""
+         precision: str = "auto", adapter: str | None = None,
+         backend: str = "transformers") -> LoadedModel:
+    """Load (once per process) a model ready for inference.
+
+    ``backend="llamacpp"``: the transformers model is loaded as well (prompts, prefix ids,
+    the vocabulary the grammar needs) and converted once into a GGUF of ``precision``
+    (auto/int8: Q8_0) that a ``LlamaCppEngine`` runs.
+    """
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}", hint=f"choose one of {PRECISIONS}")
     device = choose_device(device)
-    key = (name_or_path, device, precision, adapter)
+    requested, backend = backend, resolve_backend(backend, device)
+    key = (name_or_path, device, precision, adapter, backend)
     if key in _LOADED:
         return _LOADED[key]
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     display, source = resolve_model_dir(name_or_path)
-    if precision == "auto":
+    gguf_type = GGUF_TYPE_OF_PRECISION[precision] if backend == "llamacpp" else None
+    if gguf_type:  # llama.cpp quantizes; the transformers side stays float32
+        precision = "float32"
+    elif precision == "auto":
         precision = "bfloat16" if device.startswith("cuda") else "float32"
     dtype = torch.float32 if precision == "int8" else getattr(torch, precision)
     if precision == "int8" and device != "cpu":
@@ -74,8 +147,16 @@ def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
         model = quantize_int8(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    engine = None
+    if gguf_type:
+        engine = _llamacpp_engine(model, tokenizer, source=source, outtype=gguf_type,
+                                  adapter=adapter, requested=requested)
+        if engine is None:
+            backend = "transformers"
+        else:
+            precision = gguf_type
     loaded = LoadedModel(name=display, model=model, tokenizer=tokenizer, device=device,
-                         precision=precision, adapter=adapter)
+                         precision=precision, adapter=adapter, backend=backend, engine=engine)
     _LOADED[key] = loaded
     return loaded
 
