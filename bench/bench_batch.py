@@ -1,7 +1,9 @@
-"""Batch throughput for BENCHMARKS.md: docs/min and peak memory, local engine vs Ray local.
+"""Batch throughput for BENCHMARKS.md: docs/min, records/min and peak memory, per engine
+(local, Ray local) and backend (llama.cpp, transformers).
 
     .venv/bin/python bench/bench_batch.py [--model smollm2-135m] [--limit N]
-        [--engines local ray] [--threads T] [--num-cpus C] [--attempts 2] [--out FILE.json]
+        [--engines local ray] [--backends llamacpp transformers] [--threads T]
+        [--num-cpus C] [--attempts 2] [--out FILE.json]
 
 The 193 NERRE doping abstracts (data/nerre/doping/data/raw_data.json) are written out as a
 folder of .txt files (title + abstract, as the JSON loader joins them), then each engine runs
@@ -93,7 +95,8 @@ def child(args: argparse.Namespace) -> None:
 
     quiet_libraries()
     torch.set_num_threads(args.threads)
-    config = ExtractorConfig(model=args.model, max_attempts=args.attempts, device="cpu")
+    config = ExtractorConfig(model=args.model, max_attempts=args.attempts, device="cpu",
+                             backend=args.backend)
     options = BatchOptions(engine=args.child, export=False,
                            ray=RayOptions(num_cpus=args.num_cpus))
     with PeakMemory() as memory:
@@ -103,13 +106,15 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(record))
 
 
-def run_engine(engine: str, folder: Path, work: Path, args: argparse.Namespace) -> dict:
-    out = work / engine / "results.jsonl"
+def run_engine(engine: str, backend: str, folder: Path, work: Path,
+               args: argparse.Namespace) -> dict:
+    out = work / f"{engine}-{backend}" / "results.jsonl"
     if out.parent.exists():
         shutil.rmtree(out.parent)  # from scratch: a resumed run would skip the work
     command = [sys.executable, str(Path(__file__).resolve()), "--child", engine,
                "--folder", str(folder), "--result", str(out), "--model", args.model,
                "--attempts", str(args.attempts), "--threads", str(args.threads),
+               "--backend", backend,
                "--num-cpus", str(args.num_cpus)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
@@ -118,10 +123,12 @@ def run_engine(engine: str, folder: Path, work: Path, args: argparse.Namespace) 
     if done.returncode != 0:
         sys.exit(f"{engine} failed:\n{done.stderr[-3000:]}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"engine": engine, "documents": summary["documents"],
+    return {"engine": engine, "backend": backend, "documents": summary["documents"],
             "processed": summary["processed"], "failures": summary["failures"],
             "records": summary["records"], "run_s": summary["seconds"],
-            "docs_per_min": summary["docs_per_min"], "process_wall_s": round(wall, 2),
+            "docs_per_min": summary["docs_per_min"],
+            "records_per_min": round(60 * summary["records"] / summary["seconds"], 1),
+            "process_wall_s": round(wall, 2),
             "docs_per_min_incl_process_start": round(summary["processed"] / wall * 60, 2),
             "peak_rss_mb": summary["peak_rss_mb"],
             "workers": (f"{args.num_cpus} actor(s) x 1 thread" if engine == "ray"
@@ -129,10 +136,12 @@ def run_engine(engine: str, folder: Path, work: Path, args: argparse.Namespace) 
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| engine | workers | documents | failures | run s | docs/min | docs/min incl. "
-             "process start | peak RSS MiB (process tree) |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['engine']} | {r['workers']} | {r['processed']} | {r['failures']} | "
-              f"{r['run_s']} | {r['docs_per_min']} | {r['docs_per_min_incl_process_start']} | "
+    lines = ["| engine | backend | workers | documents | failures | records | run s | docs/min "
+             "| records/min | docs/min incl. process start | peak RSS MiB (process tree) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['engine']} | {r['backend']} | {r['workers']} | {r['processed']} | "
+              f"{r['failures']} | {r['records']} | {r['run_s']} | {r['docs_per_min']} | "
+              f"{r['records_per_min']} | {r['docs_per_min_incl_process_start']} | "
               f"{r['peak_rss_mb']} |" for r in rows]
     return "\n".join(lines)
 
@@ -144,12 +153,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N abstracts only")
     parser.add_argument("--engines", nargs="+", default=["local", "ray"],
                         choices=["local", "ray"])
+    parser.add_argument("--backends", nargs="+", default=["llamacpp", "transformers"],
+                        choices=["llamacpp", "transformers"])
     parser.add_argument("--threads", type=int, default=cpus, help="torch threads, local")
     parser.add_argument("--num-cpus", type=int, default=cpus, help="CPUs of the local Ray")
     parser.add_argument("--attempts", type=int, default=2, help="Reflexion attempts")
     parser.add_argument("--work", type=Path, default=None, help="folder for inputs/outputs")
     parser.add_argument("--out", type=Path, default=None, help="also save the JSON here")
     parser.add_argument("--child", choices=["local", "ray"], help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -160,7 +172,8 @@ def main() -> None:
         work = args.work or Path(tmp)
         folder = work / "abstracts"
         count = write_abstracts(folder, args.limit)
-        rows = [run_engine(engine, folder, work, args) for engine in args.engines]
+        rows = [run_engine(engine, backend, folder, work, args)
+                for engine in args.engines for backend in args.backends]
     record = {
         "command": shlex.join([".venv/bin/python", "bench/bench_batch.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d"), "machine": {"cpus": cpus,

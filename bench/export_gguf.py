@@ -3,8 +3,8 @@
     python bench/export_gguf.py --model smollm2-135m --adapter auto --outtype q8_0 \
         --convert-script path/to/llama.cpp/convert_hf_to_gguf.py --out doping-smollm2.q8_0.gguf
 
-llama.cpp's converter ships with the llama.cpp sources (llama-cpp-python's sdist has it under
-vendor/llama.cpp); it needs the ``gguf`` package, which matextract already installs.
+llama.cpp's converter ships with the llama.cpp sources; ``scripts/setup.sh`` installs it from
+llama-cpp-python's sdist (the llama.cpp backend uses it too), so --convert-script is optional.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.llamacpp_loop import GGUF_TYPES, export_gguf
+from bench.llamacpp_loop import export_gguf
 from extraction.errors import MatextractError
+from extraction.models.gguf import GGUF_TYPES
 from extraction.models import adapter_choice
 from extraction.config import ExtractorConfig
 
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
                              "the model and --schema) or 'none'")
     parser.add_argument("--schema", default="doping", help="schema that picks the auto adapter")
     parser.add_argument("--outtype", default="q8_0", choices=GGUF_TYPES)
-    parser.add_argument("--convert-script", type=Path, required=True)
+    parser.add_argument("--convert-script", type=Path, default=None,
+                        help="llama.cpp's convert_hf_to_gguf.py (default: the one "
+                             "scripts/setup.sh installed)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:

@@ -11,9 +11,6 @@ it gets prefix reuse too.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,32 +22,23 @@ from extraction.config import ExtractorConfig
 from extraction.schemas import get_schema
 from extraction.schemas.base import SchemaSpec, bounded_json_schema
 
-GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
-
-
-def export_gguf(model: str, adapter: str | None, out: Path, *, convert_script: Path,
+def export_gguf(model: str, adapter: str | None, out: Path, *, convert_script: Path | None = None,
                 outtype: str = "q8_0") -> Path:
-    """Merge ``adapter`` into ``model`` and write one GGUF file with llama.cpp's converter."""
-    from finetune.merge import merge
+    """Merge ``adapter`` into ``model`` and write one GGUF file with llama.cpp's converter
+    (by default the one ``scripts/setup.sh`` installed)."""
+    from extraction.models import load
+    from extraction.models.gguf import GGUF_TYPES, converter_path, write_gguf
 
     if outtype not in GGUF_TYPES:
         raise ConfigError(f"unknown GGUF type {outtype!r}", hint=f"choose one of {GGUF_TYPES}")
-    if not convert_script.is_file():
-        raise ConfigError(f"{convert_script}: no such file",
-                          hint="pass llama.cpp's convert_hf_to_gguf.py (in the llama.cpp "
-                               "sources, e.g. llama-cpp-python's sdist under vendor/llama.cpp)")
-    partial = out.with_name(out.name + ".partial")  # an existing ``out`` survives a failure
-    with tempfile.TemporaryDirectory(prefix="matextract-gguf-") as folder:
-        merge(model, adapter, Path(folder))
-        converted = subprocess.run([sys.executable, str(convert_script), folder,
-                                    "--outtype", outtype, "--outfile", str(partial)])
-    if converted.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise ConfigError(f"llama.cpp's converter failed (exit {converted.returncode}) "
-                          f"writing {out}", hint="its own error is printed above; a missing "
-                          "module means: pip install 'matextract[llamacpp]'")
-    partial.replace(out)
-    return out
+    converter = convert_script or converter_path()
+    if converter is None or not converter.is_file():
+        raise ConfigError(f"{converter or 'convert_hf_to_gguf.py'}: no such file",
+                          hint="run scripts/setup.sh (it installs llama.cpp's converter) or "
+                               "pass llama.cpp's convert_hf_to_gguf.py")
+    loaded = load(model, device="cpu", precision="float32", adapter=adapter)  # merged on load
+    return write_gguf(loaded.model, loaded.tokenizer, out, converter=converter,
+                      outtype=outtype)
 
 
 def grammar_schema(spec: SchemaSpec) -> dict[str, Any]:

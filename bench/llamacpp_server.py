@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from extraction.errors import ConfigError
+from extraction.settings import LLAMACPP_UBATCH
 
 if TYPE_CHECKING:  # this module stays light (no torch): the CLI declares its options from it
     from eval.tasks import Task
@@ -174,6 +175,8 @@ def server_command(options: ServerOptions, *, port: int, context: int) -> list[s
             "--cache-prompt", "--ctx-size", str(context),
             "--kv-unified" if options.kv_unified else "--no-kv-unified",
             "--threads", str(options.threads), "--threads-batch", str(options.threads),
+            # the physical batch our llama.cpp backend uses
+            "--batch-size", str(LLAMACPP_UBATCH), "--ubatch-size", str(LLAMACPP_UBATCH),
             "--no-webui"]
 
 

