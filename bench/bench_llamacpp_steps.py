@@ -76,10 +76,12 @@ def fast_forward_seconds(rows: int) -> dict[str, float | bool]:
     budget = config.max_new_tokens
     generation.generate_many(loaded, prompts, constraint=extractor.constraint,
                              max_new_tokens=budget, prefix=prefix)
+    calls = loaded.engine.decode_calls
     started = time.perf_counter()
     plain = generation.generate_many(loaded, prompts, constraint=extractor.constraint,
                                      max_new_tokens=budget, prefix=prefix)
     without = time.perf_counter() - started
+    steps = loaded.engine.decode_calls - calls
     decoder = BatchDecoder(loaded, extractor.constraint, max_new_tokens=budget,
                            stop_at_json_end=True, fast_forward=True,
                            stop_ids=generation._stop_ids(loaded))
@@ -89,7 +91,11 @@ def fast_forward_seconds(rows: int) -> dict[str, float | bool]:
     started = time.perf_counter()
     decoder.run(rows_, prefix)
     with_ff = time.perf_counter() - started
+    tokens = sum(len(g.token_ids) for g in plain)
+    prompt_tokens = sum(g.prompt_tokens - g.reused_prefix_tokens for g in plain)
     return {"without_fast_forward_s": round(without, 2), "with_fast_forward_s": round(with_ff, 2),
+            "steps_without_fast_forward": steps, "generated_tokens": tokens,
+            "prompt_tokens_after_prefix": prompt_tokens,
             "same_answers": [r.generated for r in rows_] == [g.token_ids for g in plain]}
 
 

@@ -45,7 +45,9 @@ def backends(tmp_path_factory):
     with torch.no_grad():
         model.get_input_embeddings().weight.mul_(8.0)
     model.save_pretrained(folder)
-    fast = models.load(str(folder), device="cpu", precision="float32", backend="llamacpp")
+    with pytest.MonkeyPatch.context() as patch:  # the test's GGUF stays out of the user cache
+        patch.setenv("MATEXTRACT_HOME", str(tmp_path_factory.mktemp("home")))
+        fast = models.load(str(folder), device="cpu", precision="float32", backend="llamacpp")
     yield dataclasses.replace(fast, backend="transformers", engine=None), fast
     models.unload(fast)
 

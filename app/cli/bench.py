@@ -57,6 +57,8 @@ def bench_command(
     }
     report["machine"]["read_bandwidth_gbps"] = round(machine.read_bandwidth_gbps(), 2)
     typer.echo(f"bandwidth {report['machine']['read_bandwidth_gbps']} GB/s", err=True)
+    report["machine"]["matmul_gflops"] = round(machine.matmul_gflops(), 1)
+    typer.echo(f"fp32 matmul {report['machine']['matmul_gflops']} GFLOP/s", err=True)
 
     floors = {}
     for precision in ("float32", "int8"):
@@ -114,7 +116,8 @@ def render(report: dict[str, Any]) -> str:
     plain = settings[0]
     lines = [f"Command: `{report['command']}` ({report['written']}; "
              f"{report['machine']['cpus']} CPUs, {report['machine']['torch_threads']} torch "
-             f"threads; measured read bandwidth {report['machine']['read_bandwidth_gbps']} GB/s)",
+             f"threads; measured read bandwidth {report['machine']['read_bandwidth_gbps']} GB/s"
+             f", fp32 matmul {report['machine'].get('matmul_gflops', '?')} GFLOP/s)",
              "",
              "| configuration | records/min | vs plain | strict triplet F1 | host F1 | dopant F1 "
              "| parse | s/record | tok/s (aggregate) | passes/token | grammar share |",

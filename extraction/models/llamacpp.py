@@ -37,6 +37,11 @@ from extraction.errors import GenerationError
 from extraction.settings import LLAMACPP_UBATCH
 
 PREFIX_SEQUENCE = 0
+# transformers model types that 'auto' sends to llama.cpp (its converter and runtime support
+# them; we checked llama and gemma3_text end to end). Others decode with transformers unless
+# the llama.cpp backend is asked for by name.
+ARCHITECTURES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
+                           "gemma3_text", "phi3"})
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ; one is the prefix's
 _KEEP_ALIVE: list[Any] = []  # the log callback must outlive every llama.cpp call
 
@@ -91,6 +96,7 @@ class LlamaCppEngine:
         self.cells_per_sequence = 0
         self.step_capacity = 0  # tokens one llama_decode may take (the context's n_batch)
         self.prefix_ids: list[int] = []
+        self.decode_calls = 0  # llama_decode calls so far (benchmarks count steps with it)
         self.batch: Any = None
         self.batch_tokens = 0
 
@@ -190,6 +196,7 @@ class LlamaCppEngine:
             at += n
             outputs += keep
         batch.n_tokens = total
+        self.decode_calls += 1
         status = llama.llama_decode(self.context, batch)
         if status != 0:
             raise GenerationError(f"llama_decode failed (status {status}) on a step of "

@@ -82,8 +82,13 @@ def _llamacpp_engine(model: Any, tokenizer: Any, *, source: str, outtype: str,
                      adapter: str | None, requested: str) -> Any:
     """The model's llama.cpp engine; None (after a notice) when the converter cannot write
     this model and the backend was only 'auto'."""
-    from extraction.models.llamacpp import LlamaCppEngine
+    from extraction.models.llamacpp import ARCHITECTURES, LlamaCppEngine
 
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if requested == "auto" and model_type not in ARCHITECTURES:
+        _notice(f"note: llama.cpp does not run {model_type!r} models here; decoding with "
+                "transformers")
+        return None
     try:
         gguf = cached_gguf(model, tokenizer, source=source, outtype=outtype,
                            adapter=str(resolve_adapter(adapter)) if adapter else None)
