@@ -7,7 +7,7 @@ ids, greedy, optionally under the schema's JSON-schema grammar, and scores the a
 every other row. Each line's ``seconds`` is the wall time of the whole concurrent run over
 the number of texts, so records/min is texts per wall minute.
 
-The binary comes from ``bench/build_llama_server.sh``: the llama.cpp commit vendored in
+The binary comes from ``scripts/build_llama_server.sh``: the llama.cpp commit vendored in
 llama-cpp-python, i.e. the same kernels as the single-stream row.
 """
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # this module stays light (no torch): the CLI declares its op
     from extraction.config import ExtractorConfig
     from extraction.schemas import SchemaSpec
 
-BUILD_HINT = "build it with: bench/build_llama_server.sh (prints the binary's path)"
+BUILD_HINT = "build it with: scripts/build_llama_server.sh (prints the binary's path)"
 BINARY_ENV = "MATEXTRACT_LLAMA_SERVER"
 DEFAULT_BINARY = Path(__file__).resolve().parents[1] / ".cache/llama.cpp/build/bin/llama-server"
 HOST = "127.0.0.1"
@@ -99,7 +99,7 @@ class LlamaCppOptions:
     grammar: bool = _option(False, "llama-cpp-grammar", "constrain the single-stream rows "
                             "with a grammar from the schema (slow in llama-cpp-python)")
     server: Path | None = _option(
-        None, "llama-server", "llama-server binary (bench/build_llama_server.sh builds it): "
+        None, "llama-server", "llama-server binary (scripts/build_llama_server.sh builds it): "
         "rows with every text sent at once to --parallel slots (continuous batching, prompt "
         "cache)")
     server_parallel: str = _option("8,32,64", "llama-server-parallel",

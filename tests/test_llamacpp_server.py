@@ -1,7 +1,7 @@
 """bench/llamacpp_server.py: llama-server rows of ``matextract bench``.
 
 The pure parts run everywhere (a shell script stands in for a server that never comes up or
-dies at start). The end-to-end tests start the real llama-server (bench/build_llama_server.sh,
+dies at start). The end-to-end tests start the real llama-server (scripts/build_llama_server.sh,
 or $MATEXTRACT_LLAMA_SERVER) on a tiny random LLaMA converted to GGUF by the converter of the
 binary's own llama.cpp sources; they are skipped when no binary is found.
 """
@@ -161,7 +161,7 @@ def test_a_server_that_dies_at_start_reports_its_exit_code_and_last_lines(tmp_pa
 def server_binary() -> Path:
     binary = default_binary()
     if binary is None:
-        pytest.skip("no llama-server binary: run bench/build_llama_server.sh or set "
+        pytest.skip("no llama-server binary: run scripts/build_llama_server.sh or set "
                     "$MATEXTRACT_LLAMA_SERVER")
     return binary
 

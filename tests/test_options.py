@@ -92,6 +92,7 @@ def test_fingerprint_follows_the_affects_output_flag(name):
              "unit": "sentence", "extractive": False,
              "precision": "float32", "device": "cpu", "retrieval": "off",
              "embedding_model": "mpnet", "index_dir": "/tmp/index", "few_shot": 1,
+             "backend": "transformers",
              "examples": "/tmp/train.jsonl"}
     if name in other:
         value = other[name]

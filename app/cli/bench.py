@@ -18,7 +18,7 @@ from bench.llamacpp_server import LlamaCppOptions
 from extraction.storage.fileio import write_atomic
 
 LLAMA_CPP_NOTE = ("No llama.cpp row in this run: pass --llama-cpp-gguf with --llama-server "
-                  "(bench/build_llama_server.sh builds it) and/or llama-cpp-python (compiles "
+                  "(scripts/build_llama_server.sh builds it) and/or llama-cpp-python (compiles "
                   "from source in ~15 min on 2 cores).")
 
 

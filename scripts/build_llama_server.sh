@@ -6,7 +6,7 @@
 # llama-cpp-python binding pinned below. Native CPU flags, no CURL/OpenSSL, no web UI
 # (the build would otherwise try to download the UI assets).
 #
-# Usage: bench/build_llama_server.sh [EXTRACTED_SDIST_DIR] [BUILD_DIR]
+# Usage: scripts/build_llama_server.sh [EXTRACTED_SDIST_DIR] [BUILD_DIR]
 #   EXTRACTED_SDIST_DIR  an already-extracted llama_cpp_python-<version> tree (optional;
 #                        downloaded and extracted under .cache/llama.cpp/ when omitted)
 #   BUILD_DIR            cmake build folder (default .cache/llama.cpp/build)
