@@ -172,3 +172,23 @@ def test_gguf_names_change_with_the_adapter(tmp_path):
     assert before != gguf.gguf_key(str(model), str(adapter), "f16")
     (adapter / "adapter_model.safetensors").write_bytes(b"lora, trained further")
     assert before != gguf.gguf_key(str(model), str(adapter), "q8_0")
+
+
+def test_auto_falls_back_with_the_precision_asked_for(tiny_model_dirs):
+    """An architecture llama.cpp does not run (OPT) decodes with transformers, int8 as asked."""
+    opt = models.load(str(tiny_model_dirs["opt"]), device="cpu", precision="int8",
+                      backend="auto")
+    assert (opt.backend, opt.precision, opt.engine) == ("transformers", "int8", None)
+
+
+@needs_llama_cpp
+def test_a_failed_conversion_falls_back_with_the_precision_asked_for(tiny_model_dirs,
+                                                                     monkeypatch, tmp_path):
+    """The tiny LLaMA's own tokenizer is one llama.cpp's converter does not know."""
+    monkeypatch.setenv("MATEXTRACT_HOME", str(tmp_path))
+    llama = models.load(str(tiny_model_dirs["llama"]), device="cpu", precision="int8",
+                        backend="auto")
+    assert (llama.backend, llama.precision, llama.engine) == ("transformers", "int8", None)
+    with pytest.raises(ConfigError, match="converter failed"):
+        models.load(str(tiny_model_dirs["llama"]), device="cpu", precision="float32",
+                    backend="llamacpp")

@@ -242,7 +242,7 @@ def _copy_plan(constraint: JsonConstraint | None, sources: Sequence[str] | None,
 def _fast_forward_pays(loaded: LoadedModel, packed: bool) -> bool:
     """Whether fast-forward saves time and keeps answers greedy here. Not on llama.cpp: it
     runs a step whose rows carry unequal token counts as several passes, one per count, so
-    forced tokens cost more than decoding them (64 doping sentences: 19.9 s with, 16.0 s
+    forced tokens cost more than decoding them (64 doping sentences: 20.85 s with, 17.04 s
     without; BENCHMARKS.md)."""
     if loaded.engine is not None:
         return False

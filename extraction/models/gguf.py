@@ -44,12 +44,11 @@ def gguf_key(source: str, adapter: str | None, outtype: str) -> str:
     for folder in (Path(source), Path(adapter) if adapter else None):
         if folder is None:
             continue
-        for name in ("config.json", "adapter_config.json", "model.safetensors",
-                     "adapter_model.safetensors"):
-            path = folder / name
-            if path.is_file():
-                stat = path.stat()  # size + mtime: hashing 500 MB at every load is too slow
-                digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        # configs and every weight file (sharded models too); size + mtime, since hashing
+        # 500 MB at every load is too slow
+        for path in sorted([*folder.glob("*config.json"), *folder.glob("*.safetensors")]):
+            stat = path.stat()
+            digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return f"{Path(source).name}-{digest.hexdigest()[:16]}.{outtype}"
 
 

@@ -16,8 +16,8 @@ sequence (``llama_memory_seq_rm``).
 
 Why a stream per sequence rather than one unified cache where rows share the prefix's cells:
 measured here (smollm2 Q8_0, 64 rows, 2 threads), a unified cache makes each row's token
-attend over every row's cells, and a 64-token step took 351-411 ms against 160 ms with
-streams (BENCHMARKS.md). Copying a 246-token prefix into a stream costs far less.
+attend over every row's cells, and a 64-token step took 446.6 ms against 209.8 ms with
+streams (BENCHMARKS.md, bench/bench_llamacpp_steps.py). Copying a 246-token prefix into a stream costs far less.
 
 Needs llama-cpp-python (``scripts/setup.sh`` builds it); ``available()`` says whether it is
 importable, and callers fall back to transformers when it is not.

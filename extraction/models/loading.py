@@ -82,13 +82,8 @@ def _llamacpp_engine(model: Any, tokenizer: Any, *, source: str, outtype: str,
                      adapter: str | None, requested: str) -> Any:
     """The model's llama.cpp engine; None (after a notice) when the converter cannot write
     this model and the backend was only 'auto'."""
-    from extraction.models.llamacpp import ARCHITECTURES, LlamaCppEngine
+    from extraction.models.llamacpp import LlamaCppEngine
 
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if requested == "auto" and model_type not in ARCHITECTURES:
-        _notice(f"note: llama.cpp does not run {model_type!r} models here; decoding with "
-                "transformers")
-        return None
     try:
         gguf = cached_gguf(model, tokenizer, source=source, outtype=outtype,
                            adapter=str(resolve_adapter(adapter)) if adapter else None)
@@ -102,6 +97,20 @@ def _llamacpp_engine(model: Any, tokenizer: Any, *, source: str, outtype: str,
     # fused kernel rounds through f16), so answers track transformers' (tests compare them).
     full = outtype == "f32"
     return LlamaCppEngine(gguf, full_precision_cache=full, flash_attention=not full)
+
+
+def _llamacpp_runs(source: str) -> bool:
+    """Whether 'auto' sends this model to llama.cpp: an architecture it converts and runs
+    (read from the config alone, before any weights load); a notice when not."""
+    from transformers import AutoConfig
+
+    from extraction.models.llamacpp import ARCHITECTURES
+
+    model_type = AutoConfig.from_pretrained(source).model_type
+    if model_type not in ARCHITECTURES:
+        _notice(f"note: llama.cpp does not run {model_type!r} models here; decoding with "
+                "transformers")
+    return model_type in ARCHITECTURES
 
 
 def _notice(text: str) -> None:
@@ -130,7 +139,11 @@ def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     display, source = resolve_model_dir(name_or_path)
+    if backend == "llamacpp" and requested == "auto" and not _llamacpp_runs(source):
+        return load(name_or_path, device=device, precision=precision, adapter=adapter,
+                    backend="transformers")
     gguf_type = GGUF_TYPE_OF_PRECISION[precision] if backend == "llamacpp" else None
+    requested_precision = precision
     if gguf_type:  # llama.cpp quantizes; the transformers side stays float32
         precision = "float32"
     elif precision == "auto":
@@ -156,10 +169,10 @@ def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
     if gguf_type:
         engine = _llamacpp_engine(model, tokenizer, source=source, outtype=gguf_type,
                                   adapter=adapter, requested=requested)
-        if engine is None:
-            backend = "transformers"
-        else:
-            precision = gguf_type
+        if engine is None:  # 'auto' and the conversion failed: the precision asked for
+            return load(name_or_path, device=device, precision=requested_precision,
+                        adapter=adapter, backend="transformers")
+        precision = gguf_type
     loaded = LoadedModel(name=display, model=model, tokenizer=tokenizer, device=device,
                          precision=precision, adapter=adapter, backend=backend, engine=engine)
     _LOADED[key] = loaded
