@@ -68,8 +68,9 @@ class ExtractorConfig(BaseModel):
     adapter: str | None = option(AUTO_ADAPTER, "LoRA adapter: a folder (peft layout) or a "
                                  "shipped adapter's name; 'none' for the base model; 'auto': "
                                  "the shipped adapter trained for this model and schema, if any")
-    precision: str = option("auto", "auto | float32 | bfloat16 | float16 | int8 (with the "
-                            "llama.cpp backend: auto and int8 mean Q8_0 weights)")
+    precision: str = option("auto", "auto | float32 | bfloat16 | float16 | int8 | int4 "
+                            "(with the llama.cpp backend: auto and int8 mean Q8_0 weights, "
+                            "int4 Q4_K_M; int4 needs that backend)")
     backend: Literal[BACKENDS] = option(  # type: ignore[valid-type]  # one list: loading.py
         "auto", "who computes the logits: llamacpp (CPU: a GGUF of the model, many sequences "
         "per step) | transformers (any device); auto: llamacpp on CPU when it is installed and "

@@ -192,3 +192,38 @@ def test_a_failed_conversion_falls_back_with_the_precision_asked_for(tiny_model_
     with pytest.raises(ConfigError, match="converter failed"):
         models.load(str(tiny_model_dirs["llama"]), device="cpu", precision="float32",
                     backend="llamacpp")
+
+
+@needs_llama_cpp
+@pytest.mark.parametrize("precision,gguf_type", [("int8", "q8_0"), ("int4", "q4_k_m")])
+def test_weight_only_quantized_model_runs_the_whole_pipeline(backends, tmp_path, monkeypatch,
+                                                             precision, gguf_type):
+    """int8 (Q8_0) and int4 (Q4_K_M, quantized by llama.cpp from the f32 GGUF): documents
+    decoded together in packed batches, every answer the schema's valid JSON, and the
+    quantized weights smaller than the f32 ones."""
+    from extraction.pipeline import Extractor, ExtractorConfig
+    from extraction.types import Document
+
+    _, fast = backends
+    # the module's home, where the f32 GGUF the quantizer starts from already is
+    monkeypatch.setenv("MATEXTRACT_HOME", str(fast.engine.gguf.parent.parent))
+    quantized = models.load(fast.model.name_or_path, device="cpu", precision=precision,
+                            backend="llamacpp")
+    try:
+        assert (quantized.backend, quantized.precision) == ("llamacpp", gguf_type)
+        assert quantized.engine.gguf.name.endswith(f".{gguf_type}.gguf")
+        assert quantized.engine.gguf.stat().st_size < fast.engine.gguf.stat().st_size / 2
+        extractor = Extractor(ExtractorConfig(schema_name="doping", max_attempts=1,
+                                              max_new_tokens=64, batch_size=4,
+                                              backend="llamacpp", precision=precision),
+                              loaded=quantized)
+        results = list(extractor.extract_many(
+            [Document.from_text(text, source=f"doc{i}") for i, text in enumerate(TEXTS)]))
+        assert [r.source for r in results] == [f"doc{i}" for i in range(len(TEXTS))]
+        spec = get_schema("doping")
+        for result in results:
+            attempt = result.trace[0]["attempts"][0]
+            assert attempt["generation"]["batch_rows"] == len(TEXTS)
+            spec.model.model_validate(json.loads(attempt["raw"]))
+    finally:
+        models.unload(quantized)

@@ -22,10 +22,15 @@ from typing import Any
 from extraction.errors import ConfigError
 from extraction.settings import home_dir
 
-GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
+CONVERTED_TYPES = ("f32", "f16", "bf16", "q8_0")  # what llama.cpp's converter writes
+# Types llama.cpp's quantizer makes from the f32 GGUF, by its ftype number (llama.h):
+# Q4_K_M keeps the sensitive tensors (half the attention values and FFN down projections)
+# at 6 bits, the rest at 4 bits in blocks of 256 with 6-bit scales.
+QUANTIZED_TYPES = {"q4_k_m": 15}
+GGUF_TYPES = (*CONVERTED_TYPES, *QUANTIZED_TYPES)
 # What each of our precisions becomes in llama.cpp: weight-only int8 (Q8_0, per-32 scales)
-# for "auto" and "int8", the float types as they are.
-GGUF_TYPE_OF_PRECISION = {"auto": "q8_0", "int8": "q8_0", "float32": "f32",
+# for "auto" and "int8", int4 as Q4_K_M, the float types as they are.
+GGUF_TYPE_OF_PRECISION = {"auto": "q8_0", "int8": "q8_0", "int4": "q4_k_m", "float32": "f32",
                           "float16": "f16", "bfloat16": "bf16"}
 CONVERTER_ENV = "MATEXTRACT_GGUF_CONVERTER"
 CONVERTER_DIR = Path(sys.prefix) / "share" / "matextract" / "llama.cpp"
@@ -70,7 +75,11 @@ def cached_gguf(model: Any, tokenizer: Any, *, source: str, adapter: str | None,
                           hint="run scripts/setup.sh (it installs it with llama-cpp-python), "
                                f"or set {CONVERTER_ENV} to a convert_hf_to_gguf.py")
     try:
-        write_gguf(model, tokenizer, target, converter=converter, outtype=outtype)
+        if outtype in QUANTIZED_TYPES:
+            full = cached_gguf(model, tokenizer, source=source, adapter=adapter, outtype="f32")
+            quantize_gguf(full, target, outtype)
+        else:
+            write_gguf(model, tokenizer, target, converter=converter, outtype=outtype)
     except ConfigError as exc:
         failed.write_text(exc.message)
         raise
@@ -96,6 +105,24 @@ def write_gguf(model: Any, tokenizer: Any, out: Path, *, converter: Path,
                           f"writing {out}: {tail}",
                           hint="llama.cpp's converter does not support this model (its "
                                "architecture or its tokenizer); use --backend transformers")
+    partial.replace(out)
+    return out
+
+
+def quantize_gguf(source: Path, out: Path, outtype: str) -> Path:
+    """``source`` (an f32 GGUF) quantized by llama.cpp into ``outtype``; ``out`` appears only
+    when the quantizer succeeded."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = QUANTIZED_TYPES[outtype]
+    params.nthread = os.cpu_count() or 1
+    partial = out.with_name(f".{out.name}.partial")
+    failed = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), params)
+    if failed:
+        partial.unlink(missing_ok=True)
+        raise ConfigError(f"llama.cpp's quantizer failed (code {failed}) writing {out} "
+                          f"from {source}", hint="use --precision int8 or float32")
     partial.replace(out)
     return out
 

@@ -11,7 +11,7 @@ from extraction.models.adapters import attach_adapter, resolve_adapter
 from extraction.models.gguf import GGUF_TYPE_OF_PRECISION, cached_gguf
 from extraction.models.registry import DEFAULT_MODEL, resolve_model_dir
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8", "int4")
 # Who computes the logits: llama.cpp (CPU, GGUF of the merged model) or transformers (any
 # device; training). "auto": llama.cpp on CPU when it is installed.
 BACKENDS = ("auto", "llamacpp", "transformers")
@@ -149,6 +149,11 @@ def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
     elif precision == "auto":
         precision = "bfloat16" if device.startswith("cuda") else "float32"
     dtype = torch.float32 if precision == "int8" else getattr(torch, precision)
+    if precision == "int4":
+        raise ConfigError("int4 runs on the llama.cpp backend only (Q4_K_M weights): no "
+                          "maintained torch kernel does int4 weights with float32 "
+                          "activations on CPU (BENCHMARKS.md, 'Weight-only quantization')",
+                          hint="use --backend llamacpp (or auto on CPU), or --precision int8")
     if precision == "int8" and device != "cpu":
         raise ConfigError("int8 dynamic quantization runs on CPU only", hint="use --device cpu")
     try:
