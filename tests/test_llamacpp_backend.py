@@ -8,7 +8,6 @@ knows, and it knows SmolLM2's."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -32,7 +31,7 @@ needs_llama_cpp = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory):
-    """One tiny model, loaded with a llama.cpp engine, and the same objects without it."""
+    """One tiny model, loaded by each backend (the llama.cpp one keeps no torch weights)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -48,8 +47,10 @@ def backends(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:  # the test's GGUF stays out of the user cache
         patch.setenv("MATEXTRACT_HOME", str(tmp_path_factory.mktemp("home")))
         fast = models.load(str(folder), device="cpu", precision="float32", backend="llamacpp")
-    yield dataclasses.replace(fast, backend="transformers", engine=None), fast
+    plain = models.load(str(folder), device="cpu", precision="float32", backend="transformers")
+    yield plain, fast
     models.unload(fast)
+    models.unload(plain)
 
 
 def _prompts(loaded, spec):
@@ -227,3 +228,12 @@ def test_weight_only_quantized_model_runs_the_whole_pipeline(backends, tmp_path,
             spec.model.model_validate(json.loads(attempt["raw"]))
     finally:
         models.unload(quantized)
+
+
+@needs_llama_cpp
+def test_llamacpp_process_keeps_one_copy_of_the_weights(backends):
+    """The GGUF holds the weights; the transformers model keeps only its shapes and config."""
+    plain, fast = backends
+    assert all(p.device.type == "meta" for p in fast.model.parameters())
+    assert all(p.device.type == "cpu" for p in plain.model.parameters())
+    assert generation._tokenizer_info(fast).vocab_size == plain.model.config.vocab_size

@@ -124,9 +124,9 @@ def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
          backend: str = "transformers") -> LoadedModel:
     """Load (once per process) a model ready for inference.
 
-    ``backend="llamacpp"``: the transformers model is loaded as well (prompts, prefix ids,
-    the vocabulary the grammar needs) and converted once into a GGUF of ``precision``
-    (auto/int8: Q8_0) that a ``LlamaCppEngine`` runs.
+    ``backend="llamacpp"``: the transformers model is loaded as well, converted once into a
+    GGUF of ``precision`` (auto/int8: Q8_0, int4: Q4_K_M) that a ``LlamaCppEngine`` runs,
+    and its weights are then dropped (moved to the meta device): only its config stays.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}", hint=f"choose one of {PRECISIONS}")
@@ -178,6 +178,10 @@ def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
             return load(name_or_path, device=device, precision=requested_precision,
                         adapter=adapter, backend="transformers")
         precision = gguf_type
+        # llama.cpp holds the weights now; the transformers model is kept for its config,
+        # vocabulary size and generation settings only (without this, a llama.cpp process
+        # held both copies: float32 next to Q8_0).
+        model.to("meta")
     loaded = LoadedModel(name=display, model=model, tokenizer=tokenizer, device=device,
                          precision=precision, adapter=adapter, backend=backend, engine=engine)
     _LOADED[key] = loaded
