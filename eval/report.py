@@ -24,6 +24,7 @@ from eval.nerre_scoring import Score, nanmean
 from eval.normalised import ENTRY_LAYOUT, score_example
 from eval.runner import META_SUFFIX, RESULT_KEYS, RESULTS_SUFFIX, empty_answer
 from eval.tasks import doping_to_ours, entries_to_ours, strict_counts
+from eval.tradeoffs import plot_tradeoffs, tradeoff_table
 
 PUBLISHED = {  # model label, parameters, file key in data/nerre
     "gpt3": ("GPT-3 davinci, fine-tuned", 175e9),
@@ -103,6 +104,8 @@ def summarise(meta: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> di
                     **({"examples": Path(str(meta["config"]["examples"])).name}
                        if meta.get("config", {}).get("examples") else {})},
         "parameters": model.get("parameters"),
+        # what computed the answers: weights type and runtime (the tradeoff chart's points)
+        "precision": model.get("precision"), "backend": model.get("backend"),
         "n": len(lines), "strict": strict, "normalised": normalised, "schema": schema,
         "headline_f1": {"strict": headline(strict, schema),
                         "normalised": headline(normalised, schema)},
@@ -285,6 +288,16 @@ def write_report(folder: Path, *, plots: bool = True) -> str:
         published = published_rows(task)
         results["tasks"][task] = {"runs": rows, "published": published}
         parts += [f"## {task}", "", markdown_table(task, published + rows), ""]
+        timed = [row for row in rows if row["seconds_per_example"]]
+        if len(timed) > 1:
+            parts += ["Accuracy against size, speed and memory (eval/tradeoffs.py): "
+                      "records/min = 60 / seconds per example, peak MB = the largest resident "
+                      "size measured after a batch of the run.", "",
+                      tradeoff_table(published + timed), ""]
+            if plots:
+                path = plot_tradeoffs(published + timed,
+                                      folder / f"{_file_prefix(task)}-tradeoffs.png", task)
+                parts += [f"![{path.stem}]({path.name})", ""]
         if any(row["calibration"] for row in rows):
             parts += ["Confidence per value (eval/calibration.py): ECE = expected "
                       "calibration error (10 bins); kept = the most confident values, "
@@ -302,6 +315,10 @@ def write_report(folder: Path, *, plots: bool = True) -> str:
 
 # --- plots (matplotlib, Agg) ------------------------------------------------------------------
 
+def _file_prefix(task: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", task).strip("-")
+
+
 def _label(row: Mapping[str, Any]) -> str:
     return f"{row['model']} ({_options_text(row)})"
 
@@ -314,7 +331,7 @@ def write_plots(folder: Path, task: str, rows: Sequence[Mapping[str, Any]],
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    prefix = re.sub(r"[^A-Za-z0-9]+", "-", task).strip("-")
+    prefix = _file_prefix(task)
     what = "triplet F1" if any(r.get("schema") == "doping" for r in rows) \
         else "mean field F1"
     written = []
