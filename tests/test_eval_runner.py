@@ -67,7 +67,7 @@ def test_report_has_published_rows_columns_and_plots(grid_dir, tiny_model_dirs):
     report = (grid_dir / "report.md").read_text()
     tables = [[line for line in block.splitlines() if line.startswith("|")]
               for block in report.split("\n\n")]
-    table, calibration = [t for t in tables if t][:2]
+    table, tradeoffs, calibration = [t for t in tables if t][:3]
     header = [c.strip() for c in table[0].strip("|").split("|")]
     for column in ("model", "adapter", "options", "strict host F1", "strict dopant F1",
                    "strict triplet F1", "norm. host F1", "norm. link F1", "parse", "valid",
@@ -87,13 +87,16 @@ def test_report_has_published_rows_columns_and_plots(grid_dir, tiny_model_dirs):
     results = json.loads((grid_dir / "results.json").read_text())
     runs = results["tasks"]["doping"]["runs"]
     assert len(runs) == 2 and all(r["n"] == 3 and r["peak_rss_mb"] for r in runs)
+    # accuracy against size, speed and memory: published rows and both runs, a front
+    assert "Pareto front" in tradeoffs[0] and len(tradeoffs) == 2 + 4
+    assert sum("**yes**" in line for line in tradeoffs) >= 1
     # every value's confidence is measured against the gold: one calibration row per run
     assert "ECE" in calibration[0] and len(calibration) == 2 + 2
     for run in runs:
         c = run["calibration"]
         assert c["values"] > 0 and 0.0 <= c["ece"] <= 1.0 and c["curve"][-1]["coverage"] == 1.0
         assert run["calibration_source"] == "uncalibrated"
-    for name in ("f1_vs_size", "f1_vs_latency", "option_effects", "calibration"):
+    for name in ("f1_vs_size", "f1_vs_latency", "option_effects", "calibration", "tradeoffs"):
         png = grid_dir / f"doping-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (f"matextract eval --task doping --model {tiny_model_dirs['llama']} --adapter none "
