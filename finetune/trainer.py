@@ -7,6 +7,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -48,13 +49,16 @@ class History:
 # Options added after the first adapters: at these values they change nothing, and are left
 # out of the hash so that a checkpoint written before they existed still resumes.
 NEUTRAL = {"schema_variants": 0, "retry_pairs": 0.0}
+# Options that change how a step is computed, never its numbers: a run may resume with them
+# switched (e.g. checkpointing turned on after running out of memory).
+EXACT = ("gradient_checkpointing",)
 
 
 def config_hash(config: FinetuneConfig) -> str:
     """Identifies what a checkpoint belongs to (device and limits of a smoke run included)."""
     values = config.model_dump(mode="json")
-    return stable_hash({key: value for key, value in values.items()
-                        if key not in NEUTRAL or value != NEUTRAL[key]})
+    return stable_hash({key: value for key, value in values.items() if key not in EXACT
+                        and (key not in NEUTRAL or value != NEUTRAL[key])})
 
 
 def batch_order(n_pairs: int, *, batch_size: int, epochs: float, seed: int) -> list[list[int]]:
@@ -117,17 +121,86 @@ def summed_loss(model: Any, batch: dict[str, Any], *,
     targets = labels[:, 1:][predicting[:, :-1]]
     prefix = batch["shared_prefix"] if share_prefix else 0
     if prefix:
-        cache = model(input_ids=ids[:1, :prefix], use_cache=True,
-                      logits_to_keep=1).past_key_values
-        cache.batch_repeat_interleave(ids.shape[0])
+        shared = frozen_prefix_cache()(model.config)
+        # use_cache=False: the model makes no cache of its own (ours is passed)
+        model(input_ids=ids[:1, :prefix], past_key_values=shared, use_cache=False,
+              logits_to_keep=1)
         with _head_only_at(model, predicting[:, prefix:]):
             logits = model(input_ids=ids[:, prefix:], attention_mask=mask,
-                           past_key_values=cache, use_cache=True, logits_to_keep=0).logits
+                           past_key_values=shared.repeated(ids.shape[0]), use_cache=False,
+                           logits_to_keep=0).logits
     else:
         with _head_only_at(model, predicting):
-            logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=0).logits
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False,
+                           logits_to_keep=0).logits
     loss = torch.nn.functional.cross_entropy(logits[0].float(), targets, reduction="sum")
     return loss, int(targets.numel())
+
+
+@functools.cache
+def frozen_prefix_cache() -> type:
+    """The ``FrozenPrefixCache`` class, built on first use (transformers loads lazily)."""
+    from transformers import DynamicCache
+
+    class FrozenPrefixCache(DynamicCache):
+        """A KV cache that forward passes read and never write, so that activation
+        checkpointing can recompute a layer exactly.
+
+        ``DynamicCache.update`` appends a layer's new keys and values: a layer recomputed in
+        the backward pass would append them a second time. Here ``update`` returns the cached
+        states followed by the new ones and stores nothing, which makes every decoder layer
+        a pure function of its inputs. While a layer has nothing cached (the pass over the
+        shared prefix) its states are remembered instead (a recompute overwrites them with
+        equal ones), to become the prefix of the next pass: ``repeated``.
+        """
+
+        def __init__(self, config: Any,
+                     prefix: list[tuple[torch.Tensor | None, torch.Tensor | None]] | None = None
+                     ) -> None:
+            # DynamicCache stores ``prefix`` its own way: a sliding-window layer keeps its window
+            super().__init__(ddp_cache_data=prefix, config=config)
+            self.config = config
+            self.seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
+                   *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            layer = self.layers[layer_idx]
+            if not layer.is_initialized:
+                self.seen[layer_idx] = (key_states, value_states)
+                return key_states, value_states
+            return (torch.cat([layer.keys, key_states], dim=-2),  # (B, heads, cached + T, D)
+                    torch.cat([layer.values, value_states], dim=-2))
+
+        def repeated(self, rows: int) -> "FrozenPrefixCache":
+            """A cache of the states this one saw, repeated to ``rows`` rows (the gradient
+            flows back through the copies)."""
+            cache = FrozenPrefixCache(self.config, [self.seen.get(i, (None, None))
+                                                    for i in range(len(self.layers))])
+            cache.batch_repeat_interleave(rows)
+            return cache
+
+    return FrozenPrefixCache
+
+
+def checkpoint_activations(model: Any) -> None:
+    """Recompute each decoder layer's forward in the backward pass instead of keeping its
+    activations (``FinetuneConfig.gradient_checkpointing``); gradients stay the same.
+
+    Non-reentrant ``torch.utils.checkpoint`` restores the RNG state before a recompute (same
+    dropout masks) and needs no input that requires grad, so the hook transformers adds to
+    make the embeddings' output require one is removed (it would cost a backward through
+    the first layer's frozen weights). transformers drops the KV cache of a checkpointed
+    layer, which would lose the shared prefix; ``summed_loss`` passes only caches that are
+    never written (``FrozenPrefixCache``), which a recompute reads the same, so the layers
+    keep them (``_can_checkpoint_with_cache``, meant for layers that only read the cache).
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.disable_input_require_grads()
+    for module in model.modules():
+        if isinstance(module, GradientCheckpointingLayer):
+            module._can_checkpoint_with_cache = True
 
 
 @contextmanager
@@ -230,6 +303,8 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
     model = attach_lora(model, rank=config.rank, alpha=config.alpha, dropout=config.dropout,
                         targets=config.target_modules)
+    if config.gradient_checkpointing:
+        checkpoint_activations(model)
     model.train()
     train_pairs, val_pairs, steps = training_plan(config, pairs)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
