@@ -55,6 +55,10 @@ class FinetuneConfig(BaseModel):
                                "also get a retry pair: the Reflexion retry prompt with "
                                "feedback on a flawed first answer (gold with one mistake the "
                                "evaluator notices), the gold as the completion")
+    silver: str | None = Field(None, description="teacher-labelled annotated JSONL "
+                               "('matextract distill'), same schema as the task: its texts "
+                               "join the task's training texts (those with values as "
+                               "positives, the empty ones as negatives), counted apart")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="held out for validation loss")
     holdout_by_document: bool = Field(False, description="hold out whole documents (all "
                                       "sentences of an abstract), so that 'eval --task "

@@ -13,13 +13,15 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from extraction import prompting
-from extraction.datasets.annotated import MAX_EXCLUDED_SHARE
-from extraction.datasets.splits import task_parts, training_split
+from extraction.datasets.annotated import (MAX_EXCLUDED_SHARE, AnnotatedText,
+                                           read_annotated_jsonl)
+from extraction.datasets.splits import MULTI, task_parts, training_split
 from extraction.errors import ConfigError, MatextractError
 from extraction.schemas import get_schema
 from extraction.schemas.augment import draw_variant
@@ -37,7 +39,7 @@ class Pair:
     id: str  # the annotated text's (its variants and retry pair share it)
     prompt_ids: list[int]
     completion_ids: list[int]
-    kind: str = "original"  # original | variant | retry
+    kind: str = "original"  # of PAIR_KINDS: original | silver | variant | retry
 
     def __len__(self) -> int:
         return len(self.prompt_ids) + len(self.completion_ids)
@@ -113,6 +115,10 @@ def _part_texts(task: str, config: FinetuneConfig, rng: random.Random,
                 summary: DataSummary) -> Iterator[PairText]:
     """The pairs of one single-schema task, before tokenising (counted in ``summary``)."""
     schema, positives, pool = training_split(task)
+    silver = _silver_texts(config, schema) if task == config.task else []
+    positives += [item for item in silver if any(scalar_leaves(item.gold))]
+    pool += [item for item in silver if not any(scalar_leaves(item.gold))]
+    silver_ids = {item.id for item in silver}
     base = get_schema(schema)
     if base.name in summary.bounds:
         raise ConfigError(f"{config.task!r}: two of its tasks have the schema {base.name!r}",
@@ -139,7 +145,8 @@ def _part_texts(task: str, config: FinetuneConfig, rng: random.Random,
         if item.id not in usable_ids:
             summary.exclude("gold does not validate against the schema", item.id)
             continue
-        yield PairText(item.id, "original", item.id, spec, item.text, item.gold, examples)
+        yield PairText(item.id, "silver" if item.id in silver_ids else "original", item.id,
+                       spec, item.text, item.gold, examples)
         for number in range(1, config.schema_variants + 1):
             variant = draw_variant(spec, random.Random(f"{config.seed}:{item.id}:{number}"))
             label = f"{item.id}~variant{number}"
@@ -162,6 +169,21 @@ def _part_texts(task: str, config: FinetuneConfig, rng: random.Random,
             summary.retry_perturbations[retry.perturbation] += 1
             yield PairText(item.id, "retry", f"{item.id}~retry", spec, item.text, item.gold,
                            examples, tuple(retry.feedback))
+
+
+def _silver_texts(config: FinetuneConfig, schema: str) -> list[AnnotatedText]:
+    """The teacher-labelled texts of ``config.silver`` (ids prefixed ``silver:``, so that
+    they never collide with the task's own)."""
+    if config.silver is None:
+        return []
+    if config.task.startswith(MULTI):
+        raise ConfigError("--silver adds texts to one task, not to a multi-schema task",
+                          hint="train on a single task (e.g. --task doping) with --silver")
+    loaded = read_annotated_jsonl(Path(config.silver))
+    if get_schema(loaded.schema).name != get_schema(schema).name:
+        raise ConfigError(f"{config.silver}: its schema is {loaded.schema!r}, the task's is "
+                          f"{schema!r}", hint="label silver data for the task's own schema")
+    return [dataclasses.replace(item, id=f"silver:{item.id}") for item in loaded.examples]
 
 
 def _count(summary: DataSummary, pairs: list[Pair]) -> None:

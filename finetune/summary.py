@@ -10,7 +10,7 @@ from typing import Any
 from extraction.schemas.bounds import Bounds
 
 MAX_LISTED_IDS = 10
-PAIR_KINDS = ("original", "variant", "retry")
+PAIR_KINDS = ("original", "silver", "variant", "retry")
 
 
 @dataclass
@@ -66,7 +66,7 @@ class DataSummary:
                  "without), "
                  f"{self.pairs} pairs, {self.tokens:,} tokens; longest pair {self.longest} "
                  f"tokens, budget {self.max_length}"]
-        if self.kinds["variant"] or self.kinds["retry"]:
+        if any(self.kinds[kind] for kind in PAIR_KINDS if kind != "original"):
             lines.append("  pairs: " + ", ".join(f"{self.kinds[k]} {k}" for k in PAIR_KINDS))
         if self.variant_changes:
             lines.append("  schema variants: " + _listed(self.variant_changes))

@@ -48,7 +48,7 @@ class History:
 
 # Options added after the first adapters: at these values they change nothing, and are left
 # out of the hash so that a checkpoint written before they existed still resumes.
-NEUTRAL = {"schema_variants": 0, "retry_pairs": 0.0}
+NEUTRAL = {"schema_variants": 0, "retry_pairs": 0.0, "silver": None}
 # Options that change how a step is computed, never its numbers: a run may resume with them
 # switched (e.g. checkpointing turned on after running out of memory).
 EXACT = ("gradient_checkpointing",)

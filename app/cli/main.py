@@ -7,6 +7,7 @@ import typer
 
 from app.cli.batch import batch_command
 from app.cli.bench import bench_command
+from app.cli.distill import distill_command
 from app.cli.eval import run_eval
 from app.cli.extract import extract_command
 from app.cli.finetune import finetune_command
@@ -27,6 +28,8 @@ app.command("schemas")(schemas_list)
 app.command("extract")(extract_command)
 app.command("batch", help="Extract every document in a folder, resumably.")(batch_command)
 app.command("finetune")(finetune_command)
+app.command("distill", help="Label unannotated text with a tuned teacher: a silver training "
+            "file for 'finetune --silver'.")(distill_command)
 app.command("eval", help="Evaluate models x adapters x options on a benchmark task.")(run_eval)
 app.command("app", help="Start the web UI (Streamlit) on localhost.")(app_command)
 app.command("show", help="Write a results file as one HTML report (opens from disk): values "
