@@ -69,6 +69,11 @@ def points(rows: Sequence[Mapping[str, Any]]) -> list[Point]:
     return out
 
 
+def ranked(chart: Sequence[Point]) -> list[Point]:
+    """Most accurate first: the order of the table, whose row numbers label the chart."""
+    return sorted(chart, key=lambda p: -(p.f1 or 0.0))
+
+
 def pareto_front(candidates: Sequence[Point]) -> list[Point]:
     """Our complete points that no other complete point beats."""
     ours = [p for p in candidates if p.complete and not p.published]
@@ -87,45 +92,43 @@ def _parameters_text(value: float | None) -> str:
 
 def tradeoff_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Markdown: every configuration by F1, with size, speed, memory and the front."""
-    chart = points(rows)
+    chart = ranked(points(rows))
     front = set(pareto_front(chart))
-    lines = ["| model | weights | parameters | strict F1 | records/min | peak MB | "
-             "Pareto front |", "|---|---|---|---|---|---|---|"]
-    for point in sorted(chart, key=lambda p: -(p.f1 or 0.0)):
-        lines.append(f"| {point.label} | {point.weights} | "
+    lines = ["| # | model | weights | parameters | strict F1 | records/min | peak MB | "
+             "Pareto front |", "|---|---|---|---|---|---|---|---|"]
+    for number, point in enumerate(chart, 1):
+        lines.append(f"| {number} | {point.label} | {point.weights} | "
                      f"{_parameters_text(point.parameters)} | {_f(point.f1, 3)} | "
                      f"{_f(point.records_per_minute, 1)} | {_f(point.peak_mb, 0)} | "
                      f"{'**yes**' if point in front else ''} |")
     return "\n".join(lines)
 
 
-AXES = (("parameters", "parameters", True), ("records_per_minute", "records per minute", True),
+AXES = (("parameters", "parameters", True), ("records_per_minute", "records per minute", False),
         ("peak_mb", "peak memory (MB, resident)", False))
 
 
 def plot_tradeoffs(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> Path:
-    """Strict F1 against parameters, records/min and peak memory, the front ringed."""
+    """Strict F1 against parameters, records/min and peak memory; points numbered as the
+    table's rows, the front's ringed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    chart = points(rows)
+    chart = ranked(points(rows))
     front = set(pareto_front(chart))
-    fig, axes = plt.subplots(1, len(AXES), figsize=(6 * len(AXES), 4.8), sharey=True)
+    fig, axes = plt.subplots(1, len(AXES), figsize=(6 * len(AXES), 5.2), sharey=True)
     for ax, (key, label, log) in zip(axes, AXES):
-        for point in chart:
+        for number, point in enumerate(chart, 1):
             x = getattr(point, key)
             if x is None or point.f1 is None:
                 continue
             color = "tab:red" if point.published else "tab:blue"
-            ax.scatter([x], [point.f1], color=color, s=60 if point in front else 25,
-                       edgecolors="black" if point in front else "none", zorder=3)
-            ax.annotate(f"{point.label} [{point.weights}]", (x, point.f1), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
-        on_front = sorted((getattr(p, key), p.f1) for p in front)
-        if on_front:
-            ax.plot(*zip(*on_front), color="black", lw=0.8, ls="--", zorder=2,
-                    label="Pareto front (all four axes)")
+            ax.scatter([x], [point.f1], color=color, s=70 if point in front else 25,
+                       edgecolors="black" if point in front else "none", linewidths=1.5,
+                       zorder=3)
+            ax.annotate(str(number), (x, point.f1), fontsize=8, xytext=(4, 3),
+                        textcoords="offset points")
         if log:
             ax.set_xscale("log")
         ax.set(xlabel=label, ylim=(0, 1.0))
@@ -133,8 +136,11 @@ def plot_tradeoffs(rows: Sequence[Mapping[str, Any]], path: Path, title: str) ->
     axes[0].set_ylabel("strict F1 (headline)")
     axes[0].scatter([], [], color="tab:red", label="published (Dagdelen et al. 2024)")
     axes[0].scatter([], [], color="tab:blue", label="this folder's runs")
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{title}: accuracy against size, speed and memory")
+    axes[0].scatter([], [], color="tab:blue", edgecolors="black", linewidths=1.5, s=70,
+                    label="Pareto front (all four axes)")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{title}: accuracy against size, speed and memory (numbers: rows of the "
+                 "table in report.md)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -34,8 +34,8 @@ def test_table_and_chart_show_every_configuration(tmp_path):
     table = tradeoff_table(ROWS)
     lines = table.splitlines()[2:]
     assert len(lines) == len(ROWS)
-    assert lines[0].startswith("| GPT-3 | published | 175B | 0.730 | – | – |")
+    assert lines[0].startswith("| 1 | GPT-3 | published | 175B | 0.730 | – | – |")
     assert sum("**yes**" in line for line in lines) == 2
-    assert "| large | q8_0 (llamacpp) | 1.5B | 0.400 | 30.0 | 3,000 |  |" in table
+    assert "| 5 | large | q8_0 (llamacpp) | 1.5B | 0.400 | 30.0 | 3,000 |  |" in table
     path = plot_tradeoffs(ROWS, tmp_path / "doping-tradeoffs.png", "doping")
     assert path.stat().st_size > 10_000
