@@ -1,6 +1,7 @@
 """LoRA training cost for BENCHMARKS.md: seconds per optimizer step and peak memory.
 
     .venv/bin/python bench/bench_lora.py --model smollm2-135m [--steps 4] [--batch-size 8]
+        [--grad-accumulation 1] [--gradient-checkpointing]
 
 Trains the doping task's first steps with the shipped adapter's recipe into a temporary
 folder, in a fresh process per model so that peak RSS is that model's own. The first step
@@ -26,6 +27,10 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--grad-accumulation", type=int, default=1,
+                        help="micro-batches per step (same gradients, less activation memory)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute each layer in backward (same gradients)")
     args = parser.parse_args()
 
     import torch
@@ -37,6 +42,8 @@ def main() -> None:
     quiet_libraries()
     config = FinetuneConfig(task="doping", model=args.model, rank=16, alpha=32, dropout=0.05,
                             epochs=3, batch_size=args.batch_size, learning_rate=1e-3,
+                            grad_accumulation=args.grad_accumulation,
+                            gradient_checkpointing=args.gradient_checkpointing,
                             warmup_steps=10, negatives=0.3, val_fraction=0.1, seed=0,
                             checkpoint_every=10**6, eval_every=10**6)
     stamps: list[float] = []
@@ -48,6 +55,8 @@ def main() -> None:
     record = {
         "command": " ".join([".venv/bin/python", "bench/bench_lora.py", *sys.argv[1:]]),
         "model": args.model, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+        "grad_accumulation": args.grad_accumulation,
+        "gradient_checkpointing": args.gradient_checkpointing,
         "trainable_parameters": card["trainable_parameters"],
         "trainable_share": card["trainable_share"],
         "first_step_s_incl_setup": round(steps[0], 2),
