@@ -2,9 +2,13 @@
 the labels that pass our checks become silver training texts for a smaller student
 (``matextract distill``, then ``matextract finetune --silver FILE``).
 
-A label is kept only when the teacher's answer parses and validates against the schema and
-every value it gives is found in the text (grounding); the others are counted and left out,
-never trained on. The pool for ``doping`` is the sentences of the NERRE general and MOF
+A label is kept only when it passes what a reviewer would check without the gold: the
+answer parses and validates against the schema, every value is found in the text
+(grounding), the Reflexion evaluator raises no signal on it (a material as its own dopant,
+a field left empty that a cue in the text says is filled, ...), and a record with values
+comes from a text that shows one of the schema's cues (for doping: "doped", "dopant",
+"doping"; a teacher that finds a "dopant" in a sentence about gas adsorption is wrong). The
+others are counted and left out, never trained on. The pool for ``doping`` is the sentences of the NERRE general and MOF
 abstracts of a fold's training split (their validation abstracts stay unseen), which nobody
 annotated for doping: every sentence that mentions doping, and a seeded sample of the others
 for the teacher to label too (mostly empty records, the negatives a student needs).
@@ -12,6 +16,8 @@ for the teacher to label too (mostly empty records, the negatives a student need
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 import re
 from collections import Counter
@@ -20,10 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from extraction.datasets import nerre as nerre_data
+from extraction.checking.grounding import Grounder
+from extraction.checking.reflexion import evaluate
 from extraction.datasets.annotated import AnnotatedText
 from extraction.documents.chunking import sentences
 from extraction.errors import ConfigError
 from extraction.pipeline import Extractor
+from extraction.schemas.base import SchemaSpec, scalar_leaves
 from extraction.types import Document, Extraction
 
 POOL_SCHEMAS = ("doping",)
@@ -84,9 +93,28 @@ def check(extraction: Extraction, text_id: str, text: str) -> SilverLabel:
     return SilverLabel(text_id, text, extraction.records[0], None)
 
 
+def review(spec: SchemaSpec, item: SilverLabel) -> SilverLabel:
+    """``item`` with a reason when the evaluator's signals or the schema's cues reject it
+    (pure: labels made earlier are reviewed the same way)."""
+    if item.reason is not None or item.record is None:
+        return item
+    _, signals = evaluate(spec, json.dumps(item.record), item.text,
+                          Grounder(Document.from_text(item.text)))
+    flagged = [line for kind in ("errors", "inconsistent", "missing") for line in signals[kind]]
+    flagged += [f"{line} is not in the text" for line in signals["ungrounded"]]
+    if flagged:
+        return dataclasses.replace(item, record=None, reason=f"evaluator signal: {flagged[0]}")
+    cues = [re.compile(pattern) for pattern in spec.extra.get("cues", {}).values()]
+    if cues and any(scalar_leaves(item.record)) and not any(c.search(item.text) for c in cues):
+        return dataclasses.replace(item, record=None,
+                                   reason="no cue: values in a text that shows none of "
+                                          "the schema's cues")
+    return item
+
+
 def label(extractor: Extractor, texts: Sequence[AnnotatedText]) -> Iterator[SilverLabel]:
-    """The teacher's checked label of each text, in order (decoded in the extractor's batches:
-    each text is one document read whole)."""
+    """The teacher's label of each text, in order, checked for validity and grounding (decoded
+    in the extractor's batches; ``review`` applies the remaining checks)."""
     documents = [Document.from_text(item.text, source=item.id) for item in texts]
     for item, extraction in zip(texts, extractor.extract_many(documents), strict=True):
         yield check(extraction, item.id, item.text)
@@ -98,7 +126,7 @@ def tally(labels: Iterable[SilverLabel]) -> Counter:
     for item in labels:
         if item.reason is not None:
             counts[f"left out: {item.reason.split(':')[0]}"] += 1
-        elif any(item.record.values()):
+        elif any(scalar_leaves(item.record)):
             counts["kept, with values"] += 1
         else:
             counts["kept, empty"] += 1

@@ -10,7 +10,7 @@ import pytest
 from extraction.datasets import nerre
 from extraction.errors import ConfigError
 from extraction.pipeline import Extractor, ExtractorConfig
-from finetune.distill import DOPING_CUE, label, tally, unlabelled_pool
+from finetune.distill import DOPING_CUE, SilverLabel, label, review, tally, unlabelled_pool
 
 
 def test_pool_is_unannotated_text_outside_the_scored_splits():
@@ -50,7 +50,7 @@ def test_labels_are_kept_only_when_valid_and_grounded(tiny_model, monkeypatch):
                 for c in conversations]
 
     monkeypatch.setattr(extractor, "_decode", decode)
-    labels = list(label(extractor, texts))
+    labels = [review(extractor.spec, item) for item in label(extractor, texts)]
     assert [item.id for item in labels] == ["t0", "t1", "t2"]
     assert labels[0].reason is None and labels[0].record == ANSWERS[texts[0].text]
     assert labels[1].record is None and labels[1].reason == "value not in the text: 'Fe'"
@@ -84,3 +84,26 @@ def test_silver_texts_join_the_training_data_counted_apart(tiny_model_dirs, tmp_
                                    "gold": {"materials": []}}) + "\n")
     with pytest.raises(ConfigError, match="its schema is 'general'"):
         training_data(config.model_copy(update={"silver": str(general)}))
+
+
+@pytest.mark.parametrize("text,record,reason", [
+    ("ZnO films were doped with Al.", {"hosts": ["ZnO"], "dopants": ["Al"],
+                                       "links": [{"host": "ZnO", "dopant": "Al"}]}, None),
+    ("ZnO films were doped with Al.", {"hosts": [], "dopants": [], "links": []},
+     "evaluator signal: hosts is empty but the text mentions 'doped'"),
+    ("MOF-5 was doped with MOF-5.", {"hosts": ["MOF-5"], "dopants": ["MOF-5"],
+                                     "links": [{"host": "MOF-5", "dopant": "MOF-5"}]},
+     "evaluator signal"),
+    ("Zeolite 13X adsorbs more CO2 than MOF-199.", {"hosts": ["Zeolite 13X"],
+                                                    "dopants": ["MOF-199"], "links": []},
+     "no cue"),
+    ("The furnace was heated slowly.", {"hosts": [], "dopants": [], "links": []}, None),
+])
+def test_review_applies_the_evaluator_and_the_schema_cues(text, record, reason):
+    from extraction.schemas import get_schema
+
+    reviewed = review(get_schema("doping"), SilverLabel("x", text, record, None))
+    if reason is None:
+        assert reviewed.reason is None and reviewed.record == record
+    else:
+        assert reviewed.record is None and reviewed.reason.startswith(reason)

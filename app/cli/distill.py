@@ -34,17 +34,16 @@ def distill_command(
     from extraction.pipeline import Extractor
     from extraction.storage.fileio import write_atomic
     from extraction.storage.jsonl import Appender, read_jsonl
-    from finetune.distill import SilverLabel, label, tally, unlabelled_pool
+    from finetune.distill import SilverLabel, label, review, tally, unlabelled_pool
 
     pool = unlabelled_pool(schema, fold=fold)[:limit]
     log = out.with_name(out.name + ".labels.jsonl")
+    extractor = Extractor(ExtractorConfig(schema_name=schema, model=teacher, adapter=adapter,
+                                          max_attempts=1, batch_size=batch_size))
     done = [SilverLabel(**row) for row in read_jsonl(
         log, required=("id", "text", "record", "reason")).rows]
     seen = {item.id for item in done}
     todo = [item for item in pool if item.id not in seen]
-    config = ExtractorConfig(schema_name=schema, model=teacher, adapter=adapter,
-                             max_attempts=1, batch_size=batch_size)
-    extractor = Extractor(config)
     out.parent.mkdir(parents=True, exist_ok=True)
     with Appender(log) as appender, tqdm(total=len(pool), initial=len(pool) - len(todo),
                                          desc="labelling", unit="text") as bar:
@@ -53,9 +52,12 @@ def distill_command(
                 appender.write(item.__dict__)
                 done.append(item)
                 bar.update()
-    kept = [item.line(schema, f"{teacher} + {extractor.config.adapter}") for item in done
+    # the log keeps the teacher's labels as made; every check is applied here, so a re-run
+    # reviews earlier labels the same way
+    reviewed = [review(extractor.spec, item) for item in done]
+    kept = [item.line(schema, f"{teacher} + {extractor.config.adapter}") for item in reviewed
             if item.reason is None]
     write_atomic(out, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in kept))
-    counts = tally(done)
+    counts = tally(reviewed)
     typer.echo(json.dumps({"pool": len(pool), "labelled": len(done), **counts,
                            "silver_file": str(out)}))
