@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.llamacpp_loop import export_gguf
 from extraction.errors import MatextractError
-from extraction.models.gguf import GGUF_TYPES
+from extraction.models.gguf import CONVERTED_TYPES
 from extraction.models import adapter_choice
 from extraction.config import ExtractorConfig
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="adapter folder or shipped name, 'auto' (the shipped adapter for "
                              "the model and --schema) or 'none'")
     parser.add_argument("--schema", default="doping", help="schema that picks the auto adapter")
-    parser.add_argument("--outtype", default="q8_0", choices=GGUF_TYPES)
+    parser.add_argument("--outtype", default="q8_0", choices=CONVERTED_TYPES)
     parser.add_argument("--convert-script", type=Path, default=None,
                         help="llama.cpp's convert_hf_to_gguf.py (default: the one "
                              "scripts/setup.sh installed)")

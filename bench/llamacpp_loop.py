@@ -27,10 +27,10 @@ def export_gguf(model: str, adapter: str | None, out: Path, *, convert_script: P
     """Merge ``adapter`` into ``model`` and write one GGUF file with llama.cpp's converter
     (by default the one ``scripts/setup.sh`` installed)."""
     from extraction.models import load
-    from extraction.models.gguf import GGUF_TYPES, converter_path, write_gguf
+    from extraction.models.gguf import CONVERTED_TYPES, converter_path, write_gguf
 
-    if outtype not in GGUF_TYPES:
-        raise ConfigError(f"unknown GGUF type {outtype!r}", hint=f"choose one of {GGUF_TYPES}")
+    if outtype not in CONVERTED_TYPES:
+        raise ConfigError(f"unknown GGUF type {outtype!r}", hint=f"choose one of {CONVERTED_TYPES}")
     converter = convert_script or converter_path()
     if converter is None or not converter.is_file():
         raise ConfigError(f"{converter or 'convert_hf_to_gguf.py'}: no such file",
