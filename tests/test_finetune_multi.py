@@ -98,7 +98,7 @@ def test_the_multi_schema_card_records_tasks_variants_and_bounds_per_schema(leav
     assert saved["multi_schema"] is True
     assert saved["config"]["schema_variants"] == 1 and saved["config"]["retry_pairs"] == 0.3
     data, inference = saved["data"], saved["inference"]
-    assert set(data["pairs_by_kind"]) == {"original", "variant", "retry"}
+    assert set(data["pairs_by_kind"]) == {"original", "silver", "variant", "retry"}
     assert sum(data["pairs_by_kind"].values()) == data["pairs"] == 8
     assert data["variant_changes"] and data["retry_perturbations"]
     for schema in ("general", "mof"):
