@@ -115,7 +115,7 @@ def _part_texts(task: str, config: FinetuneConfig, rng: random.Random,
                 summary: DataSummary) -> Iterator[PairText]:
     """The pairs of one single-schema task, before tokenising (counted in ``summary``)."""
     schema, positives, pool = training_split(task)
-    silver = _silver_texts(config, schema) if task == config.task else []
+    silver = _silver_texts(config, schema)
     positives += [item for item in silver if any(scalar_leaves(item.gold))]
     pool += [item for item in silver if not any(scalar_leaves(item.gold))]
     silver_ids = {item.id for item in silver}

@@ -84,6 +84,11 @@ def test_silver_texts_join_the_training_data_counted_apart(tiny_model_dirs, tmp_
                                    "gold": {"materials": []}}) + "\n")
     with pytest.raises(ConfigError, match="its schema is 'general'"):
         training_data(config.model_copy(update={"silver": str(general)}))
+    # a multi-schema task would not know which part the silver texts belong to: refused,
+    # never silently ignored
+    with pytest.raises(ConfigError, match="not to a multi-schema task"):
+        training_data(config.model_copy(update={"task": "multi:doping,general:0",
+                                                "silver": str(silver)}))
 
 
 @pytest.mark.parametrize("text,record,reason", [
