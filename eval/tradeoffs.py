@@ -21,7 +21,6 @@ class Point:
 
     label: str
     weights: str  # what the weights are stored as: float32, q8_0, int8 (torch dynamic), ...
-    adapter: str | None
     published: bool
     f1: float | None
     parameters: float | None
@@ -61,7 +60,7 @@ def points(rows: Sequence[Mapping[str, Any]]) -> list[Point]:
             label=f"{row['model']}" + (f" + {Path(str(row['adapter'])).name}"
                                        if row.get("adapter") else "")
             + (f" ({options})" if options else ""),
-            weights=weights_type(row), adapter=row.get("adapter"),
+            weights=weights_type(row),
             published=bool(row.get("published")), f1=row["headline_f1"]["strict"],
             parameters=row.get("parameters"),
             records_per_minute=60.0 / seconds if seconds else None,

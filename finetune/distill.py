@@ -8,10 +8,12 @@ answer parses and validates against the schema, every value is found in the text
 a field left empty that a cue in the text says is filled, ...), and a record with values
 comes from a text that shows one of the schema's cues (for doping: "doped", "dopant",
 "doping"; a teacher that finds a "dopant" in a sentence about gas adsorption is wrong). The
-others are counted and left out, never trained on. The pool for ``doping`` is the sentences of the NERRE general and MOF
-abstracts of a fold's training split (their validation abstracts stay unseen), which nobody
-annotated for doping: every sentence that mentions doping, and a seeded sample of the others
-for the teacher to label too (mostly empty records, the negatives a student needs).
+others are counted and left out, never trained on.
+
+The pool for ``doping`` is the sentences of the NERRE general and MOF abstracts of a fold's
+training split (their validation abstracts stay unseen), which nobody annotated for doping:
+every sentence that mentions doping, and a seeded sample of the others for the teacher to
+label too (mostly empty records, the negatives a student needs).
 """
 
 from __future__ import annotations
