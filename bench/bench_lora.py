@@ -1,7 +1,7 @@
 """LoRA training cost for BENCHMARKS.md: seconds per optimizer step and peak memory.
 
     .venv/bin/python bench/bench_lora.py --model smollm2-135m [--steps 4] [--batch-size 8]
-        [--grad-accumulation 1] [--gradient-checkpointing]
+        [--grad-accumulation 1] [--gradient-checkpointing] [--lora-layers N]
 
 Trains the doping task's first steps with the shipped adapter's recipe into a temporary
 folder, in a fresh process per model so that peak RSS is that model's own. The first step
@@ -31,6 +31,8 @@ def main() -> None:
                         help="micro-batches per step (same gradients, less activation memory)")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute each layer in backward (same gradients)")
+    parser.add_argument("--lora-layers", type=int, default=None,
+                        help="adapt only the top N decoder layers (default: all)")
     args = parser.parse_args()
 
     import torch
@@ -44,7 +46,7 @@ def main() -> None:
                             epochs=3, batch_size=args.batch_size, learning_rate=1e-3,
                             grad_accumulation=args.grad_accumulation,
                             gradient_checkpointing=args.gradient_checkpointing,
-                            warmup_steps=10, negatives=0.3, val_fraction=0.1, seed=0,
+                            lora_layers=args.lora_layers, warmup_steps=10, negatives=0.3, val_fraction=0.1, seed=0,
                             checkpoint_every=10**6, eval_every=10**6)
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -56,7 +58,7 @@ def main() -> None:
         "command": " ".join([".venv/bin/python", "bench/bench_lora.py", *sys.argv[1:]]),
         "model": args.model, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
         "grad_accumulation": args.grad_accumulation,
-        "gradient_checkpointing": args.gradient_checkpointing,
+        "gradient_checkpointing": args.gradient_checkpointing, "lora_layers": args.lora_layers,
         "trainable_parameters": card["trainable_parameters"],
         "trainable_share": card["trainable_share"],
         "first_step_s_incl_setup": round(steps[0], 2),

@@ -21,6 +21,11 @@ class FinetuneConfig(BaseModel):
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout")
     target_modules: list[str] | None = Field(
         None, description="module names to adapt; default: every linear layer of the arch")
+    lora_layers: int | None = Field(None, ge=1, description="adapt only the top N decoder "
+                                    "layers (default: all): the layers below get no "
+                                    "gradients, so the backward pass stops at the lowest "
+                                    "adapted layer (qwen2.5-1.5b, top 8 of 28: see "
+                                    "BENCHMARKS.md for s/step and memory)")
     epochs: float = Field(3.0, gt=0, description="passes over the training pairs")
     learning_rate: float = Field(1e-3, gt=0, description="peak AdamW learning rate (linear "
                                  "warm-up, then linear decay)")

@@ -29,13 +29,28 @@ def target_modules(model_type: str, requested: list[str] | None) -> list[str]:
 
 
 def attach_lora(model: Any, *, rank: int, alpha: int, dropout: float,
-                targets: list[str] | None) -> Any:
+                targets: list[str] | None, top_layers: int | None = None) -> Any:
+    """``top_layers``: adapt only the last N decoder layers. Nothing below them requires a
+    gradient, so autograd keeps no activations there and the backward pass ends at the
+    lowest adapted layer: the saving that makes a 1.5B model trainable on two cores."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, bias="none",
                         task_type="CAUSAL_LM",
-                        target_modules=target_modules(model.config.model_type, targets))
+                        target_modules=target_modules(model.config.model_type, targets),
+                        layers_to_transform=top_layer_indices(model.config, top_layers))
     return get_peft_model(model, config)
+
+
+def top_layer_indices(model_config: Any, top_layers: int | None) -> list[int] | None:
+    """Indices of the last ``top_layers`` decoder layers (None: every layer)."""
+    if top_layers is None:
+        return None
+    count = model_config.get_text_config().num_hidden_layers
+    if top_layers > count:
+        raise ConfigError(f"lora_layers={top_layers}, but the model has {count} decoder layers",
+                          hint=f"choose 1..{count}, or leave it unset to adapt every layer")
+    return list(range(count - top_layers, count))
 
 
 def trainable_share(model: Any) -> tuple[int, int]:

@@ -44,7 +44,8 @@ def readme(card: dict[str, Any]) -> str:
         f"({data['positives']} annotated, {data['negatives']} negatives sampled), "
         f"{data['validation_pairs']} held out |",
         f"| LoRA | r={config['rank']}, alpha={config['alpha']}, dropout={config['dropout']}, "
-        f"targets={config['target_modules'] or 'all linear layers'} |",
+        f"targets={config['target_modules'] or 'all linear layers'}, "
+        f"{_layers(config.get('lora_layers'))} |",
         f"| trainable parameters | {card['trainable_parameters']:,} of "
         f"{card['all_parameters']:,} ({100 * card['trainable_share']:.2f}%) |",
         f"| optimisation | AdamW lr={config['learning_rate']}, batch {config['batch_size']}, "
@@ -76,3 +77,7 @@ def _kinds(data: dict[str, Any]) -> str:
 
 def _rounded(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _layers(top: int | None) -> str:
+    return f"top {top} decoder layers" if top else "every decoder layer"

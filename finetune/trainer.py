@@ -48,7 +48,7 @@ class History:
 
 # Options added after the first adapters: at these values they change nothing, and are left
 # out of the hash so that a checkpoint written before they existed still resumes.
-NEUTRAL = {"schema_variants": 0, "retry_pairs": 0.0, "silver": None}
+NEUTRAL = {"schema_variants": 0, "retry_pairs": 0.0, "silver": None, "lora_layers": None}
 # Options that change how a step is computed, never its numbers: a run may resume with them
 # switched (e.g. checkpointing turned on after running out of memory).
 EXACT = ("gradient_checkpointing",)
@@ -302,7 +302,7 @@ def train(config: FinetuneConfig, out: Path, *, stop_after_steps: int | None = N
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
     model = attach_lora(model, rank=config.rank, alpha=config.alpha, dropout=config.dropout,
-                        targets=config.target_modules)
+                        targets=config.target_modules, top_layers=config.lora_layers)
     if config.gradient_checkpointing:
         checkpoint_activations(model)
     model.train()

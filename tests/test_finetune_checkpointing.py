@@ -2,7 +2,11 @@
 training run are the same with it as without, with the shared instruction prefix and
 dropout, on tiny random LLaMA, OPT and Gemma 3 (whose window, 24 tokens, is far shorter than
 the prefix, so the prefix cache of its windowed layers is cut). And the layers really are
-recomputed, in the prefix pass as in the per-row pass."""
+recomputed, in the prefix pass as in the per-row pass.
+
+LoRA on the top layers only (``lora_layers``) is the other saving: the layers below leave
+the autograd graph, and the adapted layers' gradients are those of a full adapter whose lower
+parts add nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from safetensors.torch import load_file
 
 from finetune.config import FinetuneConfig
 from finetune.data import build_pairs
+from extraction.errors import ConfigError
 from finetune.lora import attach_lora
 from finetune.trainer import checkpoint_activations, collate, config_hash, summed_loss, train
 from tests.conftest import tiny_model_folder
@@ -51,7 +56,7 @@ def batch(tiny_tokenizer_dir):
     return batch
 
 
-def _model(folder, dropout: float):
+def _model(folder, dropout: float, top_layers: int | None = None):
     """A LoRA model in training mode; ``dropout`` is LoRA's and the model's own."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -61,7 +66,7 @@ def _model(folder, dropout: float):
             setattr(config, name, dropout)
     torch.manual_seed(0)
     model = attach_lora(AutoModelForCausalLM.from_pretrained(folder, config=config), rank=4,
-                        alpha=8, dropout=dropout, targets=None)
+                        alpha=8, dropout=dropout, targets=None, top_layers=top_layers)
     for parameter in model.parameters():
         if parameter.requires_grad:  # LoRA B starts at zero: make every factor matter
             torch.nn.init.normal_(parameter, std=0.02)
@@ -144,3 +149,55 @@ def test_checkpoints_resume_with_checkpointing_switched_either_way():
     assert config_hash(config.model_copy(update={"gradient_checkpointing": True})) \
         == config_hash(config)
     assert config_hash(config.model_copy(update={"rank": 8})) != config_hash(config)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_top_layer_lora_leaves_the_layers_below_out_of_the_backward_pass(arch, model_dirs,
+                                                                         batch):
+    full = _model(model_dirs[arch], 0.0)
+    top = _model(model_dirs[arch], 0.0, top_layers=1)
+    adapted = {name: p for name, p in top.named_parameters() if p.requires_grad}
+    assert adapted and all(".layers.1." in name for name in adapted)
+    with torch.no_grad():  # the same top adapter; the full model's lower adapter adds nothing
+        for name, parameter in full.named_parameters():
+            if name in adapted:
+                adapted[name].copy_(parameter)
+            elif parameter.requires_grad and "lora_B" in name:
+                parameter.zero_()
+    bottom = next(m for name, m in top.named_modules() if name.endswith("layers.0"))
+    needs_grad: list[bool] = []
+    handle = bottom.register_forward_hook(lambda _m, _a, out: needs_grad.append(
+        (out[0] if isinstance(out, tuple) else out).requires_grad))
+    loss, grads = _loss_and_grads(top, batch, share=True)
+    handle.remove()
+    assert len(needs_grad) == 2 and not any(needs_grad)  # prefix and rows: no graph below
+    expected_loss, expected = _loss_and_grads(full, batch, share=True)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    for name, grad in grads.items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_top_layer_count_beyond_the_model_is_refused(model_dirs):
+    with pytest.raises(ConfigError, match="has 2 decoder layers"):
+        _model(model_dirs["llama"], 0.0, top_layers=3)
+
+
+def test_a_top_layer_adapter_is_saved_loaded_and_described(model_dirs, tmp_path):
+    from extraction import models
+
+    config = FinetuneConfig(task="doping", model=str(model_dirs["llama"]), rank=4, alpha=8,
+                            epochs=1, batch_size=2, limit=4, negatives=0.0, retry_pairs=0.0,
+                            val_fraction=0.25, max_length=384, accept_exclusions=True,
+                            lora_layers=1)
+    card = train(config, tmp_path / "top")
+    assert card["complete"] and card["config"]["lora_layers"] == 1
+    saved = load_file(tmp_path / "top" / "adapter_model.safetensors")
+    assert saved and all(".layers.1." in name for name in saved)
+    assert "top 1 decoder layers" in (tmp_path / "top" / "README.md").read_text()
+    assert config_hash(config) != config_hash(config.model_copy(update={"lora_layers": None}))
+    loaded = models.load(str(model_dirs["llama"]), device="cpu", adapter=str(tmp_path / "top"))
+    base = models.load(str(model_dirs["llama"]), device="cpu")
+    changed = {name for name, weight in loaded.model.state_dict().items()
+               if not torch.equal(weight, base.model.state_dict()[name])}
+    assert changed and all(".layers.1." in name for name in changed)
