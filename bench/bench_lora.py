@@ -46,7 +46,8 @@ def main() -> None:
                             epochs=3, batch_size=args.batch_size, learning_rate=1e-3,
                             grad_accumulation=args.grad_accumulation,
                             gradient_checkpointing=args.gradient_checkpointing,
-                            lora_layers=args.lora_layers, warmup_steps=10, negatives=0.3, val_fraction=0.1, seed=0,
+                            lora_layers=args.lora_layers, warmup_steps=10, negatives=0.3,
+                            val_fraction=0.1, seed=0,
                             checkpoint_every=10**6, eval_every=10**6)
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as folder:

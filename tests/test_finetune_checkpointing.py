@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from extraction.errors import ConfigError
 from finetune.config import FinetuneConfig
 from finetune.data import build_pairs
-from extraction.errors import ConfigError
 from finetune.lora import attach_lora
 from finetune.trainer import checkpoint_activations, collate, config_hash, summed_loss, train
 from tests.conftest import tiny_model_folder
@@ -197,7 +197,7 @@ def test_a_top_layer_adapter_is_saved_loaded_and_described(model_dirs, tmp_path)
     assert "top 1 decoder layers" in (tmp_path / "top" / "README.md").read_text()
     assert config_hash(config) != config_hash(config.model_copy(update={"lora_layers": None}))
     loaded = models.load(str(model_dirs["llama"]), device="cpu", adapter=str(tmp_path / "top"))
-    base = models.load(str(model_dirs["llama"]), device="cpu")
+    base = models.load(str(model_dirs["llama"]), device="cpu").model.state_dict()
     changed = {name for name, weight in loaded.model.state_dict().items()
-               if not torch.equal(weight, base.model.state_dict()[name])}
+               if not torch.equal(weight, base[name])}
     assert changed and all(".layers.1." in name for name in changed)
