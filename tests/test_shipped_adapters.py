@@ -1,0 +1,63 @@
+"""The adapters shipped in data/adapters: each is complete, holds the weights its peft config
+names, had its attempts chosen on held-out data, and is what 'auto' picks for its model and
+schema. (Loading them onto their base models is covered end to end for the default model in
+test_end_to_end_smollm2.py; qwen2.5-1.5b is too large for the suite.)"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from safetensors import safe_open
+
+from extraction.models.adapters import (ADAPTER_CARD, card_schemas, default_adapter,
+                                        is_multi_schema, shipped_adapters)
+from extraction.models.registry import MODELS
+
+SHIPPED = shipped_adapters()
+LAYER = re.compile(r"\.layers\.(\d+)\.")
+
+
+def _card(name: str) -> dict:
+    return json.loads((SHIPPED[name] / ADAPTER_CARD).read_text())
+
+
+def test_every_shipped_model_size_has_a_doping_adapter():
+    # The size ladder of EVALUATION.md section 8: every model we ship is tuned for doping.
+    assert {_card(name)["base_model"] for name in SHIPPED
+            if "doping" in card_schemas(_card(name))} == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_auto_picks_the_adapter_for_its_own_model_and_schema(name):
+    card = _card(name)
+    if is_multi_schema(card):
+        pytest.skip("a multi-schema adapter yields to single-schema ones")
+    for schema in card_schemas(card):
+        assert default_adapter(card["base_model"], schema) == name
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_adapter_is_complete_and_holds_the_weights_its_config_names(name):
+    folder = SHIPPED[name]
+    card = _card(name)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert card["base_model"] in MODELS
+    assert card["complete"] and card["steps"] == card["total_steps"]
+    # attempts per adapter were chosen on held-out training data (eval --choose-attempts)
+    assert card["inference"]["max_attempts"] in (1, 2)
+    assert "max_attempts_choice" in card["inference"]
+
+    with safe_open(str(folder / "adapter_model.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+        ranks = {weights.get_slice(k).get_shape()[0] for k in keys if ".lora_A." in k}
+    assert ranks == {config["r"]}
+    modules = {k.split(".lora_")[0].rsplit(".", 1)[1] for k in keys}
+    assert modules == set(config["target_modules"])
+    layers = {int(m.group(1)) for k in keys if (m := LAYER.search(k))}
+    if config.get("layers_to_transform"):  # finetune --lora-layers N: the top N only
+        assert layers == set(config["layers_to_transform"])
+        assert card["config"]["lora_layers"] == len(layers)
+    # one A and one B matrix per adapted module in every adapted layer
+    assert len(keys) == 2 * len(modules) * len(layers)
