@@ -182,6 +182,25 @@ def test_auto_falls_back_with_the_precision_asked_for(tiny_model_dirs):
     assert (opt.backend, opt.precision, opt.engine) == ("transformers", "int8", None)
 
 
+def test_a_fallback_notice_goes_to_the_sink_given_and_nowhere_else(tiny_model_dirs,
+                                                                    monkeypatch, capsys):
+    """batch --log-json sends notices as JSON events: the loader must not print them too."""
+    from extraction.models import loading
+
+    monkeypatch.setattr(loading, "_NOTICES", set())  # notices are once per process
+    monkeypatch.setattr(loading, "_LOADED", {})  # a cached model would skip the notice
+    seen: list[str] = []
+    with loading.notices_to(seen.append):
+        opt = models.load(str(tiny_model_dirs["opt"]), device="cpu", backend="auto")
+    assert opt.backend == "transformers"
+    assert len(seen) == 1 and "decoding with transformers" in seen[0]
+    assert "decoding with transformers" not in capsys.readouterr().err
+    monkeypatch.setattr(loading, "_NOTICES", set())
+    monkeypatch.setattr(loading, "_LOADED", {})
+    models.load(str(tiny_model_dirs["opt"]), device="cpu", backend="auto")
+    assert seen[0] in capsys.readouterr().err  # outside the block: printed as before
+
+
 @needs_llama_cpp
 def test_a_failed_conversion_falls_back_with_the_precision_asked_for(tiny_model_dirs,
                                                                      monkeypatch, tmp_path):

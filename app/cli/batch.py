@@ -9,6 +9,7 @@ report, nothing with ``--quiet``, or one JSON event per line with ``--log-json``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -113,10 +114,14 @@ def batch_command(
     Resumable: re-run the same command after a crash or kill; documents are recognised by
     content hash, and re-extracted when the model, adapter, schema or options change."""
     from extraction.batch.driver import run_batch
+    from extraction.models.loading import notices_to
 
     options = dataclasses.replace(batch, ray=ray)
     report = json_log if log_json else None if quiet else ProgressReport()
-    summary = run_batch(folder, config, out=out, options=options, report=report).to_dict()
+    notices = (notices_to(lambda text: json_log({"event": "notice", "message": text}))
+               if log_json else contextlib.nullcontext())
+    with notices:
+        summary = run_batch(folder, config, out=out, options=options, report=report).to_dict()
     if report is not None and not log_json:
         typer.echo(summary_text(summary), err=True)
     typer.echo(json.dumps(summary, ensure_ascii=False))

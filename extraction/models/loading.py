@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,25 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8", "int4")
 # device; training). "auto": llama.cpp on CPU when it is installed.
 BACKENDS = ("auto", "llamacpp", "transformers")
 _NOTICES: set[str] = set()
+
+
+def _print_notice(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+_notice_sink: Callable[[str], None] = _print_notice
+
+
+@contextmanager
+def notices_to(sink: Callable[[str], None]) -> Iterator[None]:
+    """Send the loader's one-time notices (a backend falling back, say) to ``sink`` instead of
+    printing them: a ``--log-json`` run keeps every stderr line JSON."""
+    global _notice_sink
+    previous, _notice_sink = _notice_sink, sink
+    try:
+        yield
+    finally:
+        _notice_sink = previous
 
 
 def choose_device(device: str | None = None) -> str:
@@ -116,7 +137,7 @@ def _llamacpp_runs(source: str) -> bool:
 def _notice(text: str) -> None:
     if text not in _NOTICES:
         _NOTICES.add(text)
-        print(text, file=sys.stderr)
+        _notice_sink(text)
 
 
 def load(name_or_path: str = DEFAULT_MODEL, *, device: str | None = None,
