@@ -11,7 +11,7 @@ import re
 import pytest
 from safetensors import safe_open
 
-from extraction.models.adapters import (ADAPTER_CARD, card_schemas, default_adapter,
+from extraction.models.adapters import (adapter_card, card_schemas, default_adapter,
                                         is_multi_schema, shipped_adapters)
 from extraction.models.registry import MODELS
 
@@ -19,19 +19,15 @@ SHIPPED = shipped_adapters()
 LAYER = re.compile(r"\.layers\.(\d+)\.")
 
 
-def _card(name: str) -> dict:
-    return json.loads((SHIPPED[name] / ADAPTER_CARD).read_text())
-
-
 def test_every_shipped_model_size_has_a_doping_adapter():
     # The size ladder of EVALUATION.md section 8: every model we ship is tuned for doping.
-    assert {_card(name)["base_model"] for name in SHIPPED
-            if "doping" in card_schemas(_card(name))} == set(MODELS)
+    cards = [adapter_card(name) for name in SHIPPED]
+    assert {card["base_model"] for card in cards if "doping" in card_schemas(card)} == set(MODELS)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_auto_picks_the_adapter_for_its_own_model_and_schema(name):
-    card = _card(name)
+    card = adapter_card(name)
     if is_multi_schema(card):
         pytest.skip("a multi-schema adapter yields to single-schema ones")
     for schema in card_schemas(card):
@@ -41,7 +37,7 @@ def test_auto_picks_the_adapter_for_its_own_model_and_schema(name):
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_adapter_is_complete_and_holds_the_weights_its_config_names(name):
     folder = SHIPPED[name]
-    card = _card(name)
+    card = adapter_card(name)
     config = json.loads((folder / "adapter_config.json").read_text())
     assert card["base_model"] in MODELS
     assert card["complete"] and card["steps"] == card["total_steps"]
