@@ -52,11 +52,16 @@ NEUTRAL = {"schema_variants": 0, "retry_pairs": 0.0, "silver": None, "lora_layer
 # Options that change how a step is computed, never its numbers: a run may resume with them
 # switched (e.g. checkpointing turned on after running out of memory).
 EXACT = ("gradient_checkpointing",)
+# How often a run is validated and saved: never the adapter's numbers either, so a run may
+# resume with them changed (validation made rarer when it costs more than the steps). They
+# are hashed at their defaults, which keeps the hashes of checkpoints written before.
+SCHEDULE = ("eval_every", "checkpoint_every")
 
 
 def config_hash(config: FinetuneConfig) -> str:
     """Identifies what a checkpoint belongs to (device and limits of a smoke run included)."""
     values = config.model_dump(mode="json")
+    values.update({key: FinetuneConfig.model_fields[key].default for key in SCHEDULE})
     return stable_hash({key: value for key, value in values.items() if key not in EXACT
                         and (key not in NEUTRAL or value != NEUTRAL[key])})
 

@@ -148,6 +148,9 @@ def test_checkpoints_resume_with_checkpointing_switched_either_way():
     assert config_hash(config) == "e91b47504fd87ced"
     assert config_hash(config.model_copy(update={"gradient_checkpointing": True})) \
         == config_hash(config)
+    # how often it validates and saves changes no number either
+    assert config_hash(config.model_copy(update={"eval_every": 50, "checkpoint_every": 5})) \
+        == config_hash(config)
     assert config_hash(config.model_copy(update={"rank": 8})) != config_hash(config)
 
 
