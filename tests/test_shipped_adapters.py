@@ -12,7 +12,7 @@ import pytest
 from safetensors import safe_open
 
 from extraction.models.adapters import (adapter_card, card_schemas, default_adapter,
-                                        is_multi_schema, shipped_adapters)
+                                        inference_setting, is_multi_schema, shipped_adapters)
 from extraction.models.registry import MODELS
 
 SHIPPED = shipped_adapters()
@@ -34,12 +34,13 @@ def test_auto_picks_the_adapter_for_its_own_model_and_schema(name):
         assert default_adapter(card["base_model"], schema) == name
 
 
-def attempt_settings(card: dict) -> list[dict]:
-    """The card's own inference settings, and a multi-schema card's per trained schema."""
-    inference = card["inference"]
-    per_schema = inference.get("schemas", {}) if is_multi_schema(card) else {}
-    return [inference, *({**inference, **per_schema[s]} for s in card_schemas(card)
-                         if s in per_schema)]
+def attempt_settings(card: dict) -> list[tuple[int, dict]]:
+    """(max_attempts, its choice) as inference reads them: the card's own, and per schema it
+    was trained on (a multi-schema card's entry where it has one)."""
+    own = (card["inference"]["max_attempts"], card["inference"]["max_attempts_choice"])
+    return [own, *((inference_setting(card, "max_attempts", schema),
+                    inference_setting(card, "max_attempts_choice", schema))
+                   for schema in card_schemas(card))]
 
 
 def test_the_multi_schema_adapter_serves_the_schemas_without_their_own(tmp_path):
@@ -48,14 +49,14 @@ def test_the_multi_schema_adapter_serves_the_schemas_without_their_own(tmp_path)
     user_schema = tmp_path / "alloys.json"
     user_schema.write_text(json.dumps({"type": "object", "properties": {
         "alloys": {"type": "array", "items": {"type": "string"}}}}))
-    multi = [n for n in SHIPPED if is_multi_schema(adapter_card(n))]
+    cards = {name: adapter_card(name) for name in SHIPPED}
+    multi = [name for name, card in cards.items() if is_multi_schema(card)]
     assert multi, "no multi-schema adapter is shipped"
     for name in multi:
-        model = adapter_card(name)["base_model"]
+        model = cards[name]["base_model"]
         for schema in ("doping", "general", "mof", str(user_schema)):
-            own = [n for n in SHIPPED if not is_multi_schema(adapter_card(n))
-                   and adapter_card(n)["base_model"] == model
-                   and schema in card_schemas(adapter_card(n))]
+            own = [n for n, card in cards.items() if not is_multi_schema(card)
+                   and card["base_model"] == model and schema in card_schemas(card)]
             assert default_adapter(model, schema) == (own[0] if own else name)
 
 
@@ -68,10 +69,10 @@ def test_adapter_is_complete_and_holds_the_weights_its_config_names(name):
     assert card["complete"] and card["steps"] == card["total_steps"]
     # attempts per adapter are a stated choice, and Reflexion is on only where held-out
     # training data showed the retry helps (eval --choose-attempts wrote its results there)
-    for setting in attempt_settings(card):
-        assert setting["max_attempts"] in (1, 2)
-        assert setting["max_attempts_choice"]["chosen"] == setting["max_attempts"]
-        assert setting["max_attempts"] == 1 or "results" in setting["max_attempts_choice"]
+    for attempts, choice in attempt_settings(card):
+        assert attempts in (1, 2)
+        assert choice["chosen"] == attempts
+        assert attempts == 1 or "results" in choice
 
     with safe_open(str(folder / "adapter_model.safetensors"), "pt") as weights:
         keys = list(weights.keys())
